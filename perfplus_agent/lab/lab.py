@@ -1,0 +1,207 @@
+"""Bring a lab up, report on it, and tear it down without leaving anything behind."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import libvirt
+
+from perfplus_agent.errors import PerfplusError
+from perfplus_agent.lab import netns, network, preflight
+from perfplus_agent.lab.host_config import prepare_host_dirs
+from perfplus_agent.lab.hosts import kill_host, start_host, wait_libvirt
+from perfplus_agent.lab.layout import HostLayout, LabLayout
+from perfplus_agent.lab.state import HostRecord, LabRecord, lab_lock, load_record, save_record
+from perfplus_agent.libvirt_conn import open_connection
+from perfplus_agent.qemu.tcgfix import wrapper_path
+
+__all__ = ["HostStatus", "Lab"]
+
+Say = Callable[[str], None]
+
+
+def _silent(_msg: str) -> None:
+    pass
+
+
+@dataclass
+class HostStatus:
+    """What ``lab status`` reports for one host."""
+
+    name: str
+    init_alive: bool
+    libvirt_ok: bool
+    domains: list[str]
+
+
+class Lab:
+    """One lab, addressed by its layout; every method is safe to call on a half-built lab."""
+
+    def __init__(self, layout: LabLayout, say: Say = _silent) -> None:
+        self.layout = layout
+        self.say = say
+
+    # -- queries -------------------------------------------------------------------------
+    def record(self) -> LabRecord | None:
+        return load_record(self.layout.state_file)
+
+    def require_up(self) -> LabRecord:
+        """The record of a lab that is up; PerfplusError saying what to do otherwise."""
+        record = self.record()
+        if record is None or record.phase != "up":
+            raise PerfplusError(f"lab {self.layout.name!r} is not up: run 'perfplus lab up'")
+        return record
+
+    def init_pid(self, host: HostLayout) -> int:
+        rec = self.require_up().host(host.name)
+        if rec is None or rec.init_pid is None or not netns.pid_in_netns(rec.init_pid, host.netns):
+            raise PerfplusError(f"host {host.name} is down")
+        return rec.init_pid
+
+    def status(self) -> list[HostStatus]:
+        record = self.record()
+        result = []
+        for host in self.layout.all_hosts():
+            rec = record.host(host.name) if record else None
+            alive = bool(rec and rec.init_pid and netns.pid_in_netns(rec.init_pid, host.netns))
+            domains: list[str] = []
+            ok = False
+            if alive:
+                try:
+                    conn = open_connection(host.local_uri)
+                    domains = sorted(d.name() for d in conn.listAllDomains())
+                    conn.close()
+                    ok = True
+                except (PerfplusError, libvirt.libvirtError):
+                    ok = False
+            result.append(HostStatus(host.name, alive, ok, domains))
+        return result
+
+    def healthy(self) -> bool:
+        record = self.record()
+        return bool(record and record.phase == "up"
+                    and all(s.init_alive and s.libvirt_ok for s in self.status()))
+
+    # -- up ------------------------------------------------------------------------------
+    def up(self, migration_link: str | None = None) -> bool:
+        """Build the lab; return False when a healthy lab of the same shape was reused."""
+        preflight.require_root("perfplus lab")
+        preflight.require(preflight.LAB_TOOLS)
+        if migration_link is not None:
+            network.parse_rate(migration_link)  # reject a bad rate before building anything
+        with lab_lock(self.layout.state_dir):
+            if self._reuse_or_clean(migration_link):
+                return False
+            try:
+                self._build(migration_link)
+            except BaseException:
+                self.say("lab up failed: removing what was built")
+                self._teardown()
+                raise
+        return True
+
+    def _reuse_or_clean(self, migration_link: str | None) -> bool:
+        record = self.record()
+        if record and record.hosts == self.layout.hosts and self.healthy():
+            self.say(f"lab {self.layout.name!r} is already up with {record.hosts} hosts: "
+                     "reusing it")
+            if record.migration_link != migration_link:
+                network.shape_migration_link(self.layout, migration_link)
+                record.migration_link = migration_link
+                save_record(self.layout.state_file, record)
+            return True
+        leftovers = [n for n in netns.listing() if self.layout.owns_netns(n)]
+        if record or leftovers or self.layout.state_dir.exists():
+            what = f"phase {record.phase!r}, {record.hosts} hosts" if record else "no record"
+            self.say(f"lab {self.layout.name!r}: cleaning leftovers of an earlier lab ({what})")
+            self._teardown()
+        return False
+
+    def _build(self, migration_link: str | None) -> None:
+        lay = self.layout
+        t0 = time.monotonic()
+        record = LabRecord(name=lay.name, hosts=lay.hosts, migration_link=migration_link)
+        lay.state_dir.mkdir(parents=True, exist_ok=True)
+        save_record(lay.state_file, record)
+        for ns in lay.namespaces():
+            record.namespaces.append(ns)  # recorded before it exists: a crash leaves a trail
+            save_record(lay.state_file, record)
+            netns.add(ns)
+        network.build(lay)
+        network.shape_migration_link(lay, migration_link)
+        lay.hosts_file.write_text(lay.hosts_entries())
+        lay.vm_dir.mkdir(exist_ok=True)
+        for host in lay.all_hosts():
+            prepare_host_dirs(host)
+            record.host_records.append(HostRecord(name=host.name, netns=host.netns))
+            save_record(lay.state_file, record)
+            record.host_records[-1].init_pid = start_host(lay, host)
+            save_record(lay.state_file, record)
+        for host, rec in zip(lay.all_hosts(), record.host_records, strict=True):
+            assert rec.init_pid is not None
+            wait_libvirt(host, rec.init_pid)
+        self._warm_emulator_probe()
+        record.phase = "up"
+        save_record(lay.state_file, record)
+        self.say(f"lab {lay.name!r} up: {lay.hosts} hosts in {time.monotonic() - t0:.1f} s")
+
+    def _warm_emulator_probe(self) -> None:
+        """libvirt probes each emulator once per daemon (~1 s under TCG); do it now, in
+        parallel, so that the first guest start or migration does not pay for it."""
+        emulator = str(wrapper_path())
+
+        def probe(host: HostLayout) -> None:
+            conn = open_connection(host.local_uri)
+            try:
+                conn.getDomainCapabilities(emulator, "x86_64", None, "qemu", 0)
+            finally:
+                conn.close()
+
+        with ThreadPoolExecutor(max_workers=self.layout.hosts) as pool:
+            list(pool.map(probe, self.layout.all_hosts()))
+
+    # -- down ----------------------------------------------------------------------------
+    def down(self) -> list[str]:
+        """Remove everything of the lab; return what was removed (empty if nothing was)."""
+        preflight.require_root("perfplus lab")
+        with lab_lock(self.layout.state_dir):
+            removed = self._teardown()
+        lock = self.layout.state_dir.parent / f".{self.layout.name}.lock"
+        lock.unlink(missing_ok=True)
+        return removed
+
+    def _teardown(self) -> list[str]:
+        lay = self.layout
+        removed: list[str] = []
+        record = None
+        try:
+            record = self.record()
+        except PerfplusError as exc:
+            self.say(str(exc))
+        if record:
+            record.phase = "tearing-down"
+            save_record(lay.state_file, record)
+        pids = {h.name: h.init_pid for h in record.host_records} if record else {}
+        for host in lay.all_hosts() if record is None else _hosts_of(lay, record):
+            if netns.exists(host.netns):
+                kill_host(host, pids.get(host.name))
+        names = set(record.namespaces if record else [])
+        names |= {n for n in netns.listing() if lay.owns_netns(n)}
+        for ns in sorted(names):
+            if netns.exists(ns):
+                netns.kill_all(ns)
+                netns.delete(ns)
+                removed.append(f"netns {ns}")
+        if lay.state_dir.exists():
+            shutil.rmtree(lay.state_dir)
+            removed.append(f"state {lay.state_dir}")
+        return removed
+
+
+def _hosts_of(lay: LabLayout, record: LabRecord) -> list[HostLayout]:
+    """Hosts named in the record (its host count may differ from the layout's)."""
+    return [LabLayout(lay.name, record.hosts, lay.root).host(i) for i in range(1, record.hosts + 1)]

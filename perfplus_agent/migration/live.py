@@ -1,0 +1,129 @@
+"""Drive one libvirt live migration: start it, watch its job statistics, bound it in time.
+
+The migration itself runs in a worker thread (libvirt's call blocks until the end); the
+caller's thread samples the job every ``poll_s`` for progress and aborts the job when the
+deadline passes, so that a migration that cannot finish leaves the guest running on the
+source instead of outliving the caller's own timeout.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import libvirt
+
+from perfplus_agent.errors import PerfplusError
+from perfplus_agent.migration.jobstats import JobStats
+
+__all__ = ["MigrationError", "MigrationRequest", "MigrationResult", "live_migrate"]
+
+DEFAULT_FLAGS = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
+
+
+class MigrationError(PerfplusError):
+    """The migration failed or was aborted; the guest stays on the source."""
+
+
+@dataclass(frozen=True)
+class MigrationRequest:
+    """What to migrate where. ``dest_uri`` is the destination libvirt as the *source daemon*
+    reaches it (peer to peer); ``migrate_uri`` is where QEMU's data stream goes."""
+
+    dest_uri: str
+    migrate_uri: str | None = None
+    bandwidth_mib: int = 0  # 0: unlimited
+    max_downtime_ms: int | None = None
+    timeout_s: float = 300.0
+    flags: int = DEFAULT_FLAGS
+    poll_s: float = 0.2
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    """Final job statistics (from the destination when it was given) and the wall time."""
+
+    stats: JobStats
+    wall_s: float
+    samples: int
+
+
+Progress = Callable[[JobStats], None]
+
+
+def live_migrate(
+    dom: libvirt.virDomain,
+    req: MigrationRequest,
+    dest_conn: libvirt.virConnect | None = None,
+    on_progress: Progress | None = None,
+) -> MigrationResult:
+    """Migrate ``dom`` live; MigrationError (guest still on the source) on any failure."""
+    params: dict[str, object] = {}
+    if req.migrate_uri:
+        params[libvirt.VIR_MIGRATE_PARAM_URI] = req.migrate_uri
+    if req.bandwidth_mib:
+        params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = req.bandwidth_mib
+    name = dom.name()
+    outcome: dict[str, BaseException | None] = {"error": None}
+
+    def worker() -> None:
+        try:
+            dom.migrateToURI3(req.dest_uri, params, req.flags)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    t0 = time.monotonic()
+    thread = threading.Thread(target=worker, name=f"migrate/{name}", daemon=True)
+    thread.start()
+    last = JobStats()
+    samples = 0
+    downtime_set = req.max_downtime_ms is None
+    aborted = False
+    while thread.is_alive():
+        thread.join(req.poll_s)
+        if not thread.is_alive():
+            break
+        try:
+            raw = dom.jobStats()
+        except libvirt.libvirtError:
+            continue  # the job may just have ended
+        if raw.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE:
+            continue
+        last = JobStats.from_libvirt(raw)
+        samples += 1
+        if not downtime_set:
+            downtime_set = _try(lambda: dom.migrateSetMaxDowntime(req.max_downtime_ms, 0))
+        if on_progress:
+            on_progress(last)
+        if time.monotonic() - t0 > req.timeout_s and not aborted:
+            aborted = True
+            _try(dom.abortJob)
+    thread.join(30)
+    wall = time.monotonic() - t0
+    if aborted:
+        raise MigrationError(
+            f"migration of {name} did not finish within {req.timeout_s:.0f} s and was aborted; "
+            "the guest stays on the source"
+        )
+    if outcome["error"] is not None:
+        err = outcome["error"]
+        msg = err.get_error_message() if isinstance(err, libvirt.libvirtError) else str(err)
+        raise MigrationError(f"migration of {name} failed: {msg}")
+    stats = last
+    if dest_conn is not None:
+        try:
+            raw = dest_conn.lookupByName(name).jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+            stats = JobStats.from_libvirt(raw)
+        except libvirt.libvirtError:
+            pass  # keep the last sample from the source
+    return MigrationResult(stats=stats, wall_s=wall, samples=samples)
+
+
+def _try(call: Callable[[], object]) -> bool:
+    try:
+        call()
+        return True
+    except libvirt.libvirtError:
+        return False

@@ -1,0 +1,1 @@
+"""Knowledge about QEMU itself: accelerators and the workarounds its versions need."""
