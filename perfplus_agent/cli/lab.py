@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Callable
+
 import click
 
+from perfplus_agent.errors import UsageError
+from perfplus_agent.lab import network
+from perfplus_agent.lab.demo import format_table, run_demo
+from perfplus_agent.lab.guests import Guests, parse_memory
+from perfplus_agent.lab.hosts import enter_argv
+from perfplus_agent.lab.image import build_image
 from perfplus_agent.lab.lab import Lab
 from perfplus_agent.lab.layout import DEFAULT_NAME, LabLayout
+from perfplus_agent.migration.jobstats import JobStats
 
 __all__ = ["lab"]
 
@@ -20,6 +31,12 @@ def _lab(name: str, hosts: int | None = None) -> Lab:
         record = Lab(LabLayout.create(name, 1)).record()
         hosts = record.hosts if record else 3
     return Lab(LabLayout.create(name, hosts), say=_say)
+
+
+def _guests(name: str) -> Guests:
+    the_lab = _lab(name)
+    the_lab.require_up()
+    return Guests(the_lab)
 
 
 name_option = click.option(
@@ -64,6 +81,152 @@ def status(name: str) -> None:
     link = record.migration_link or "unshaped"
     click.echo(f"lab {name!r}: {record.phase}, {record.hosts} hosts, migration link {link}")
     for st in the_lab.status():
-        state = "up" if st.init_alive and st.libvirt_ok else ("no libvirt" if st.init_alive
-                                                             else "down")
+        state = "up" if st.init_alive and st.libvirt_ok else (
+            "no libvirt" if st.init_alive else "down")
         click.echo(f"  {st.name:4} {state:10} {' '.join(st.domains) or '-'}")
+
+
+@lab.command()
+@click.option("--force", is_flag=True, help="Rebuild even when a cached image exists.")
+def image(force: bool) -> None:
+    """Build (once) and cache the guest image; print its paths."""
+    img = build_image(_say, force=force)
+    click.echo(f"kernel {img.kernel}\ninitrd {img.initrd}")
+
+
+@lab.command(name="exec", context_settings={"ignore_unknown_options": True})
+@name_option
+@click.argument("host")
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(name: str, host: str, argv: tuple[str, ...]) -> None:
+    """Run a command inside HOST (e.g. 'perfplus lab exec h1 virsh list')."""
+    the_lab = _lab(name)
+    pid = the_lab.init_pid(the_lab.layout.host_named(host))
+    full = enter_argv(pid, list(argv))
+    os.execvp(full[0], full)
+
+
+@lab.command()
+@name_option
+@click.option("--rate", metavar="RATE", help="Shape the migration network (e.g. 100mbit).")
+@click.option("--unshaped", is_flag=True, help="Remove the shaping.")
+@click.option("--cut", "cut_host", metavar="HOST", help="Unplug HOST's migration link.")
+@click.option("--heal", "heal_host", metavar="HOST", help="Plug HOST's migration link back.")
+def link(*, name: str, rate: str | None, unshaped: bool, cut_host: str | None,
+         heal_host: str | None) -> None:
+    """Shape, cut or heal the migration network."""
+    the_lab = _lab(name)
+    record = the_lab.require_up()
+    if rate or unshaped:
+        network.shape_migration_link(the_lab.layout, None if unshaped else rate)
+        _say(f"migration link: {'unshaped' if unshaped else rate} (was "
+             f"{record.migration_link or 'unshaped'})")
+    for host, up_ in ((cut_host, False), (heal_host, True)):
+        if host:
+            network.set_link_state(the_lab.layout.host_named(host), up_)
+            _say(f"{host}: migration link {'up' if up_ else 'cut'}")
+
+
+@lab.group()
+def vm() -> None:
+    """Lab guests."""
+
+
+@vm.command(name="create")
+@name_option
+@click.argument("vm_name")
+@click.option("--host", "host", default="h1", show_default=True)
+@click.option("--memory", default="256M", show_default=True, help="Guest RAM, e.g. 256M, 1G.")
+@click.option("--vcpus", default=1, show_default=True)
+@click.option("--workload", default=None, metavar="ARGS",
+              help="Run the memory workload with these dirtier arguments, e.g. '-m 64 -r 2000'.")
+@click.option("--emulator", default=None, hidden=True,
+              help="Emulator path (tests use it to run a guest without the TCG workaround).")
+def vm_create(name: str, vm_name: str, host: str, memory: str, vcpus: int,
+              workload: str | None, emulator: str | None) -> None:
+    """Define and start a guest on a host, and wait for it to boot."""
+    spec = _guests(name).create(vm_name, host, parse_memory(memory), workload=workload,
+                                vcpus=vcpus, emulator=emulator, say=_say)
+    click.echo(f"{vm_name} running on {host}, address {spec.ip}")
+
+
+@vm.command(name="list")
+@name_option
+def vm_list(name: str) -> None:
+    """Show every guest and where it runs."""
+    guests = _guests(name)
+    for vm_name in guests.names():
+        hosts = ", ".join(h.name for h in guests.locate(vm_name)) or "not running"
+        click.echo(f"{vm_name:12} {guests.spec(vm_name).ip:14} {hosts}")
+
+
+@vm.command(name="destroy")
+@name_option
+@click.argument("vm_name")
+def vm_destroy(name: str, vm_name: str) -> None:
+    """Stop a guest wherever it runs and forget it."""
+    _guests(name).destroy(vm_name)
+
+
+@vm.command(name="console")
+@name_option
+@click.argument("vm_name")
+@click.argument("command")
+@click.option("--reply", default=r"^\S", show_default=True, help="Regex of the reply line.")
+def vm_console(name: str, vm_name: str, command: str, reply: str) -> None:
+    """Send COMMAND to the guest's workload (v, c, p, r, ...) and print its reply."""
+    click.echo(_guests(name).console(vm_name).command(command, reply))
+
+
+def _progress_printer() -> Callable[[JobStats], None]:
+    tty = sys.stderr.isatty()
+
+    def show(s: JobStats) -> None:
+        line = (f"  iteration {s.memory_iteration}: {s.progress * 100:5.1f}% of "
+                f"{s.data_total / 2**20:.0f} MiB, {s.memory_bps * 8 / 1e6:.0f} Mbit/s, "
+                f"dirty {s.memory_dirty_rate} pages/s")
+        click.echo(("\r" + line) if tty else line, err=True, nl=not tty)
+
+    return show
+
+
+@lab.command()
+@name_option
+@click.argument("vm_name")
+@click.option("--to", "to", required=True, help="Destination host.")
+@click.option("--bandwidth", default=0, help="Limit in MiB/s (0: none).")
+@click.option("--timeout", default=300.0, show_default=True, help="Abort after this many s.")
+def migrate(name: str, vm_name: str, to: str, bandwidth: int, timeout: float) -> None:
+    """Live-migrate a guest to another host and print the job statistics."""
+    if bandwidth < 0:
+        raise UsageError("--bandwidth must be 0 (unlimited) or a positive MiB/s")
+    guests = _guests(name)
+    src = guests.where(vm_name)
+    result = guests.migrate(vm_name, to, bandwidth_mib=bandwidth, timeout_s=timeout,
+                            on_progress=_progress_printer())
+    if sys.stderr.isatty():
+        click.echo("", err=True)
+    s = result.stats
+    click.echo(f"{vm_name}: {src.name} -> {to} in {result.wall_s:.2f} s")
+    click.echo(f"  downtime        {s.downtime_ms} ms")
+    click.echo(f"  total time      {s.time_elapsed_ms} ms (setup {s.setup_ms} ms)")
+    click.echo(f"  memory sent     {s.memory_processed / 2**20:.1f} MiB of "
+               f"{s.memory_total / 2**20:.0f} MiB ({s.memory_normal_pages} pages, "
+               f"{s.memory_constant_pages} zero pages)")
+    click.echo(f"  iterations      {s.memory_iteration}")
+
+
+@lab.command()
+@click.option("--vms", default=3, show_default=True, help="Guests to evacuate from h1.")
+@click.option("--memory", default="256M", show_default=True)
+@click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")
+def demo(vms: int, memory: str, keep: bool) -> None:
+    """Bring up 3 hosts, start guests on h1, live-migrate them to h2, print the figures."""
+    if not 1 <= vms <= 8:
+        raise UsageError("--vms must be between 1 and 8")
+    reports = run_demo(_say, vms=vms, memory_mib=parse_memory(memory), keep=keep)
+    click.echo(format_table(reports))
+    worst = max(r.stats.downtime_ms or 0 for r in reports)
+    kept = sum(r.connection_kept for r in reports)
+    click.echo(f"\n{len(reports)} guests moved live, worst downtime {worst} ms, "
+               f"{kept}/{len(reports)} client connections kept")

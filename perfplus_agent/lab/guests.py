@@ -49,6 +49,7 @@ class Guests:
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
         self.layout = lab.layout
+        self._accel_said = False
 
     # -- records ---------------------------------------------------------------------------
     def _spec_path(self, name: str) -> Path:
@@ -120,8 +121,9 @@ class Guests:
         _check_fits(memory_mib)
         image = build_image(say)
         accel = choose_accel(image)
-        if accel.name == "tcg" and say:
+        if accel.name == "tcg" and say and not self._accel_said:
             say(f"using TCG (software emulation): {accel.reason}")
+            self._accel_said = True
         spec = GuestSpec(
             name=name, memory_mib=memory_mib, ip=self._free_ip(), kernel=str(image.kernel),
             initrd=str(image.initrd), emulator=emulator or str(wrapper_path()),

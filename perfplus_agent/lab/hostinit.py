@@ -65,10 +65,15 @@ def setup_filesystem(host_dir: Path, hosts_file: Path) -> None:
         mount("--bind", str(host_dir / sub), inside)
 
 
+def _unblock_signals() -> None:
+    """In a child: undo the signal mask init runs with (daemons need their signals)."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
 def start(service: Service, env: dict[str, str]) -> subprocess.Popen[bytes]:
     logf = open(f"/var/log/{service.name}.out", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(service.argv, env=env, stdout=logf, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, preexec_fn=_unblock_signals)
     logf.close()
     deadline = time.monotonic() + service.ready_timeout
     while not os.path.exists(service.ready_path):
@@ -94,19 +99,21 @@ def stop(name: str, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> Non
 
 
 class Init:
-    """The supervising loop: reap every child, stop cleanly on SIGTERM."""
+    """The supervising loop: reap every child at once, stop cleanly on SIGTERM.
+
+    Reaping must be immediate: libvirt decides that a QEMU it stopped is gone with
+    ``kill(pid, 0)``, which still succeeds on a zombie, so a slow reaper slows down every
+    migration's end and every stop.
+    """
+
+    WAKE_SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
         self.running: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self.stopping = False
-        signal.signal(signal.SIGTERM, self._on_term)
-        signal.signal(signal.SIGINT, self._on_term)
-
-    def _on_term(self, _signo: int, _frame: object) -> None:
-        self.stopping = True
+        signal.pthread_sigmask(signal.SIG_BLOCK, self.WAKE_SIGNALS)
 
     def reap(self) -> None:
-        """Collect exited orphans (daemonized QEMUs end up as our children)."""
+        """Collect exited children and orphans (daemonized QEMUs end up as ours)."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -119,10 +126,13 @@ class Init:
                     proc.returncode = os.waitstatus_to_exitcode(status)  # Popen can't see it
 
     def loop(self) -> None:
-        while not self.stopping:
+        while True:
+            info = signal.sigtimedwait(self.WAKE_SIGNALS, 5.0)
             self.reap()
-            time.sleep(0.2)
+            if info is not None and info.si_signo != signal.SIGCHLD:
+                break
         log("stopping")
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
         for name, proc in reversed(self.running):
             stop(name, proc)
         self.reap()

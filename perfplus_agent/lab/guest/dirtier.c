@@ -40,13 +40,16 @@
  *   v         VERIFY OK <pages> | VERIFY FAIL <bad> first=<page index>
  *   c         CKSUM <16 hex digits>  (hash of all pages, read from memory)
  *   p / r     PAUSED / RESUMED
- *   R <n>     RATE <n>          S <f>   SAME <f>          Z <f>   ZERO <f>
+ *   R <n>     RATE <n>    (0..1000000000, 0 = flat out)
+ *   S <f>     SAME <f>    Z <f>  ZERO <f>   (f in [0, 1], echoed as %g)
  *   s         an HB line now     q      BYE, then exit 0
  *   CORRUPT <page>  CORRUPTED <page>: flips a bit without updating the digest
  *             (a negative control for the oracle; never sent in normal runs)
- *   unknown command: ERR unknown <cmd>; bad or missing argument: ERR bad <cmd>
- * Empty lines are ignored.  Bad command-line options: message on stderr,
- * exit 2.
+ *   unknown command: ERR unknown <cmd>; bad or missing argument: ERR bad <cmd>;
+ *   a line over 256 bytes: ERR bad line-too-long
+ * Empty lines are ignored, and so is a CR before the newline.  If stdin ends
+ * (and is not a tty) the workload goes on without commands.  Bad command-line
+ * options: message on stderr, exit 2.
  *
  * Build: gcc -O2 -static -Wall -Wextra -o dirtier dirtier.c
  */
@@ -690,12 +693,15 @@ static int service_stdin(struct workload *w, struct line_reader *lr, int timeout
 
 /* ---- main loop ----------------------------------------------------------------- */
 
+/* Seconds to whole milliseconds, rounded up, within [0, 1000] (no libm). */
 static int ms_ceil(double s)
 {
     if (s <= 0.0)
         return 0;
-    double ms = ceil(s * 1000.0);
-    return ms > 1000.0 ? 1000 : (int)ms;
+    if (s >= 1.0)
+        return 1000;
+    int ms = (int)(s * 1000.0);
+    return (double)ms < s * 1000.0 ? ms + 1 : ms;
 }
 
 /* How long poll() may sleep: until the next write or heartbeat, 1 s at most. */

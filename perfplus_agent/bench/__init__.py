@@ -1,0 +1,1 @@
+"""Benchmarks: each measures on the real lab and reports figures with their environment."""
