@@ -142,7 +142,7 @@ def vm() -> None:
               help="Run the memory workload with these dirtier arguments, e.g. '-m 64 -r 2000'.")
 @click.option("--emulator", default=None, hidden=True,
               help="Emulator path (tests use it to run a guest without the TCG workaround).")
-def vm_create(name: str, vm_name: str, host: str, memory: str, vcpus: int,
+def vm_create(*, name: str, vm_name: str, host: str, memory: str, vcpus: int,
               workload: str | None, emulator: str | None) -> None:
     """Define and start a guest on a host, and wait for it to boot."""
     spec = _guests(name).create(vm_name, host, parse_memory(memory), workload=workload,

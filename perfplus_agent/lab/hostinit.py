@@ -73,7 +73,8 @@ def _unblock_signals() -> None:
 def start(service: Service, env: dict[str, str]) -> subprocess.Popen[bytes]:
     logf = open(f"/var/log/{service.name}.out", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(service.argv, env=env, stdout=logf, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, preexec_fn=_unblock_signals)
+                            stdin=subprocess.DEVNULL,
+                            preexec_fn=_unblock_signals)  # noqa: PLW1509 - no threads here
     logf.close()
     deadline = time.monotonic() + service.ready_timeout
     while not os.path.exists(service.ready_path):

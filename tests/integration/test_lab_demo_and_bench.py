@@ -1,0 +1,35 @@
+"""The two user-facing long commands, run as a user runs them."""
+
+import json
+
+import pytest
+
+from tests.conftest import perfplus
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_demo_moves_every_guest_live():
+    res = perfplus("lab", "demo", "--vms", "2")
+    assert res.returncode == 0, res.stderr
+    rows = [ln for ln in res.stdout.splitlines() if ln.startswith("vm")]
+    assert len(rows) == 2
+    for row in rows:
+        assert "h1->h2" in row and row.rstrip().endswith("yes  intact"), row
+    assert "2 guests moved live" in res.stdout
+    assert "2/2 client connections kept" in res.stdout
+    assert perfplus("lab", "status", "--name", "demo").stdout.strip() == "lab 'demo': not up"
+
+
+def test_bench_lab_writes_its_figures(tmp_path):
+    out = tmp_path / "lab.json"
+    res = perfplus("bench", "lab", "--rounds", "1", "--json", str(out))
+    assert res.returncode == 0, res.stderr
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "lab"
+    assert {"qemu", "libvirt", "cpus", "kernel"} <= set(data["environment"])
+    summary = data["summary"]
+    for key in ("lab_up_s", "boot_s", "migrate_idle_s"):
+        assert summary[key]["runs"] >= 1
+        assert 0 < summary[key]["median"] < 60
+    assert len(data["samples"]["migrate_idle_s"]) == 2
