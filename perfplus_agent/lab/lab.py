@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from collections.abc import Callable
@@ -150,13 +151,15 @@ class Lab:
         self.say(f"lab {lay.name!r} up: {lay.hosts} hosts in {time.monotonic() - t0:.1f} s")
 
     def _warm_emulator_probe(self) -> None:
-        """libvirt probes each emulator once per daemon (~1 s under TCG); do it now, in
-        parallel, so that the first guest start or migration does not pay for it."""
+        """libvirt probes each QEMU binary once per daemon (~1 s under TCG): the wrapper when a
+        guest starts, the default binary when asked for the QEMU version. Do both now, in
+        parallel, so that no guest start or migration pays for it."""
         emulator = str(wrapper_path())
 
         def probe(host: HostLayout) -> None:
             conn = open_connection(host.local_uri)
             try:
+                conn.getVersion()
                 conn.getDomainCapabilities(emulator, "x86_64", None, "qemu", 0)
             finally:
                 conn.close()
@@ -172,6 +175,9 @@ class Lab:
             removed = self._teardown()
         lock = self.layout.state_dir.parent / f".{self.layout.name}.lock"
         lock.unlink(missing_ok=True)
+        for parent in (self.layout.root, self.layout.root.parent):
+            with contextlib.suppress(OSError):  # only when no other lab is left
+                parent.rmdir()
         return removed
 
     def _teardown(self) -> list[str]:
