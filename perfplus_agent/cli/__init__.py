@@ -8,6 +8,7 @@ import sys
 import click
 
 from perfplus_agent import __version__
+from perfplus_agent.cli.agents import install_agents_command
 from perfplus_agent.cli.bench import bench
 from perfplus_agent.cli.lab import lab
 from perfplus_agent.errors import PerfplusError
@@ -28,6 +29,7 @@ def cli(verbose: bool) -> None:
 
 cli.add_command(lab)
 cli.add_command(bench)
+cli.add_command(install_agents_command)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import libvirt
 
 from perfplus_agent.errors import PerfplusError
+from perfplus_agent.migration.convergence import ConvergenceController, Decision, Step
 from perfplus_agent.migration.jobstats import JobStats
 
 __all__ = ["MigrationError", "MigrationRequest", "MigrationResult", "live_migrate"]
@@ -35,7 +36,6 @@ class MigrationRequest:
     dest_uri: str
     migrate_uri: str | None = None
     bandwidth_mib: int = 0  # 0: unlimited
-    max_downtime_ms: int | None = None
     timeout_s: float = 300.0
     flags: int = DEFAULT_FLAGS
     poll_s: float = 0.2
@@ -48,6 +48,7 @@ class MigrationResult:
     stats: JobStats
     wall_s: float
     samples: int
+    decisions: tuple[Decision, ...] = ()
 
 
 Progress = Callable[[JobStats], None]
@@ -58,8 +59,13 @@ def live_migrate(
     req: MigrationRequest,
     dest_conn: libvirt.virConnect | None = None,
     on_progress: Progress | None = None,
+    controller: ConvergenceController | None = None,
 ) -> MigrationResult:
-    """Migrate ``dom`` live; MigrationError (guest still on the source) on any failure."""
+    """Migrate ``dom`` live; MigrationError (guest still on the source) on any failure.
+
+    ``controller`` sees every job sample and may raise the downtime limit, switch to
+    post-copy or abort (see convergence.py); without one QEMU's defaults apply.
+    """
     params: dict[str, object] = {}
     if req.migrate_uri:
         params[libvirt.VIR_MIGRATE_PARAM_URI] = req.migrate_uri
@@ -79,8 +85,7 @@ def live_migrate(
     thread.start()
     last = JobStats()
     samples = 0
-    downtime_set = req.max_downtime_ms is None
-    aborted = False
+    aborted: str | None = None
     while thread.is_alive():
         thread.join(req.poll_s)
         if not thread.is_alive():
@@ -93,19 +98,19 @@ def live_migrate(
             continue
         last = JobStats.from_libvirt(raw)
         samples += 1
-        if not downtime_set:
-            downtime_set = _try(lambda: dom.migrateSetMaxDowntime(req.max_downtime_ms, 0))
         if on_progress:
             on_progress(last)
+        decision = controller.observe(last) if controller else None
+        if decision is not None and not aborted:
+            aborted = _apply(dom, decision)
         if time.monotonic() - t0 > req.timeout_s and not aborted:
-            aborted = True
+            aborted = (f"did not finish within {req.timeout_s:.0f} s")
             _try(dom.abortJob)
     thread.join(30)
     wall = time.monotonic() - t0
-    if aborted:
+    if aborted and outcome["error"] is not None:
         raise MigrationError(
-            f"migration of {name} did not finish within {req.timeout_s:.0f} s and was aborted; "
-            "the guest stays on the source"
+            f"migration of {name} {aborted} and was aborted; the guest stays on the source"
         )
     if outcome["error"] is not None:
         err = outcome["error"]
@@ -118,7 +123,20 @@ def live_migrate(
             stats = JobStats.from_libvirt(raw)
         except libvirt.libvirtError:
             pass  # keep the last sample from the source
-    return MigrationResult(stats=stats, wall_s=wall, samples=samples)
+    decisions = tuple(controller.history) if controller else ()
+    return MigrationResult(stats=stats, wall_s=wall, samples=samples, decisions=decisions)
+
+
+def _apply(dom: libvirt.virDomain, decision: Decision) -> str | None:
+    """Carry out a convergence decision; the abort reason when it aborts."""
+    if decision.step is Step.SET_DOWNTIME and decision.downtime_ms is not None:
+        _try(lambda: dom.migrateSetMaxDowntime(decision.downtime_ms, 0))
+    elif decision.step is Step.START_POSTCOPY:
+        _try(lambda: dom.migrateStartPostCopy(0))
+    elif decision.step is Step.ABORT:
+        _try(dom.abortJob)
+        return f"did not converge ({decision.reason})"
+    return None
 
 
 def _try(call: Callable[[], object]) -> bool:

@@ -1,0 +1,95 @@
+"""Pure pieces of the agent: URIs, libvirt state interpretation, deadlines, environment."""
+
+import libvirt
+import pytest
+
+from perfplus_agent.adapters.hypervisor import DomainState, interpret
+from perfplus_agent.agent.deadline import Deadline
+from perfplus_agent.agent.uris import migrate_uri, network_host, remote_uri
+from perfplus_agent.ocf.environment import OcfEnvironment
+from perfplus_agent.ocf.exitcodes import OcfError, OcfExit
+
+
+def test_network_host_inserts_suffix_before_domain():
+    assert network_host("node1", "-mig") == "node1-mig"
+    assert network_host("node1.example.com", "-mig") == "node1-mig.example.com"
+    assert network_host("node1", "") == "node1"
+
+
+@pytest.mark.parametrize(("kw", "expected"), [
+    ({}, "qemu:///system"),
+    ({"transport": "tcp", "suffix": "-mig"}, "qemu+tcp://n2-mig/system"),
+    ({"transport": "ssh", "user": "admin"}, "qemu+ssh://admin@n2/system"),
+    ({"transport": "ssh", "user": "Bad User"}, "qemu+ssh://n2/system"),
+    ({"hypervisor": "qemu+tcp:///session", "transport": "tls"}, "qemu+tls://n2/session"),
+    ({"remoteuri": "qemu+tcp://%n.cluster/system"}, "qemu+tcp://n2.cluster/system"),
+])
+def test_remote_uri(kw, expected):
+    args = {"hypervisor": None, "transport": "", "user": "", "suffix": "", "remoteuri": None}
+    args.update(kw)
+    if not args["transport"] and not args["remoteuri"]:
+        # without a transport the URI stays local: only the host part changes
+        assert remote_uri("n2", **args) == "qemu://n2/system"
+    else:
+        assert remote_uri("n2", **args) == expected
+
+
+@pytest.mark.parametrize(("kw", "expected"), [
+    ({}, None),
+    ({"suffix": "-mig"}, "tcp://n2-mig"),
+    ({"suffix": "-mig", "port": 49200}, "tcp://n2-mig:49200"),
+    ({"migrateuri": "tcp://%n-x:4444"}, "tcp://n2-x:4444"),
+    ({"migrate_options": "--live --migrateuri=tcp://%n-y --p2p"}, "tcp://n2-y"),
+])
+def test_migrate_uri(kw, expected):
+    args = {"migrateuri": None, "migrate_options": "", "suffix": "", "port": None}
+    args.update(kw)
+    assert migrate_uri("n2", **args) == expected
+
+
+@pytest.mark.parametrize(("state", "reason", "expected"), [
+    (libvirt.VIR_DOMAIN_RUNNING, 1, DomainState.RUNNING),
+    (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_USER, DomainState.RUNNING),
+    (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_MIGRATION, DomainState.RUNNING),
+    (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_IOERROR, DomainState.FAILED),
+    (libvirt.VIR_DOMAIN_SHUTDOWN, 0, DomainState.STOPPING),
+    (libvirt.VIR_DOMAIN_SHUTOFF, 0, DomainState.ABSENT),
+    (libvirt.VIR_DOMAIN_CRASHED, 0, DomainState.FAILED),
+    (libvirt.VIR_DOMAIN_PMSUSPENDED, 0, DomainState.FAILED),
+])
+def test_interpret_libvirt_states(state, reason, expected):
+    assert interpret(state, reason).state is expected
+
+
+def test_io_error_pause_is_named():
+    report = interpret(libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_IOERROR)
+    assert report.detail == "paused after an I/O error"
+
+
+def test_deadline_keeps_its_margin():
+    d = Deadline(30, margin_s=10, start=0.0)
+    assert d.work_s == 20
+    assert Deadline(4, margin_s=10).work_s == 2  # never more than half for the margin
+    assert Deadline(1, margin_s=10).work_s == 1.0
+
+
+def test_environment_parsing():
+    env = OcfEnvironment.from_environ(["VirtualDomain", "monitor"], {
+        "OCF_RESOURCE_INSTANCE": "vm1", "OCF_RESKEY_config": "/x.xml",
+        "OCF_RESKEY_CRM_meta_timeout": "20000", "OCF_RESKEY_CRM_meta_interval": "0",
+        "OCF_RESKEY_CRM_meta_migrate_target": "n3", "OCF_RESKEY_crm_feature_set": "3.16",
+    })
+    assert env.action == "monitor" and env.is_probe
+    assert env.timeout_s == 20.0
+    assert env.reskeys == {"config": "/x.xml", "crm_feature_set": "3.16"}
+    assert env.migrate_target == "n3"
+    recurring = OcfEnvironment.from_environ(["x", "monitor"],
+                                            {"OCF_RESKEY_CRM_meta_interval": "10000"})
+    assert not recurring.is_probe
+    assert OcfEnvironment.from_environ(["x", "start"], {}).timeout_s == 90.0
+
+
+def test_unsupported_ocf_major_version():
+    with pytest.raises(OcfError) as err:
+        OcfEnvironment.from_environ(["x", "start"], {"OCF_RA_VERSION_MAJOR": "2"})
+    assert err.value.code is OcfExit.ERR_UNIMPLEMENTED
