@@ -10,7 +10,6 @@ from urllib.parse import urlsplit, urlunsplit
 __all__ = ["DEFAULT_HYPERVISOR", "migrate_uri", "network_host", "remote_uri"]
 
 DEFAULT_HYPERVISOR = "qemu:///system"
-_MIGRATEURI_OPT = re.compile(r"--migrateuri[= ](\S+)")
 
 
 def network_host(node: str, suffix: str) -> str:
@@ -36,14 +35,13 @@ def remote_uri(node: str, *, hypervisor: str | None, transport: str, user: str, 
     return urlunsplit((scheme, host, parts.path or "/system", parts.query, ""))
 
 
-def migrate_uri(node: str, *, migrateuri: str | None, migrate_options: str, suffix: str,
+def migrate_uri(node: str, *, migrateuri: str | None, options_uri: str | None, suffix: str,
                 port: int | None) -> str | None:
-    """Where QEMU's stream goes, or None to let libvirt choose (the target's own address)."""
-    if migrateuri:
-        return migrateuri.replace("%n", node)
-    m = _MIGRATEURI_OPT.search(migrate_options or "")
-    if m:
-        return m.group(1).replace("%n", node)
+    """Where QEMU's stream goes, or None to let libvirt choose (the target's own address).
+    ``options_uri`` is a ``--migrateuri`` found in ``migrate_options``."""
+    for template in (migrateuri, options_uri):
+        if template:
+            return template.replace("%n", node)
     if suffix:
         host = network_host(node, suffix)
         return f"tcp://{host}:{port}" if port else f"tcp://{host}"

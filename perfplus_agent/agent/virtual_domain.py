@@ -39,6 +39,7 @@ from perfplus_agent.adapters.hypervisor import (
 )
 from perfplus_agent.adapters.qemu_process import find_qemu, kill_qemu
 from perfplus_agent.agent.deadline import Deadline
+from perfplus_agent.agent.migrate_options import parse_migrate_options
 from perfplus_agent.agent.peers import PeerAnswer, ask_peers
 from perfplus_agent.agent.statefile import StateFile
 from perfplus_agent.agent.uris import DEFAULT_HYPERVISOR, migrate_uri, remote_uri
@@ -59,7 +60,7 @@ __all__ = ["SHUTDOWN_MODES", "VirtualDomainAgent"]
 
 log = logging.getLogger("perfplus_agent.agent")
 
-SHUTDOWN_MODES = {
+SHUTDOWN_MODES = {  # keys: params.SHUTDOWN_MODE_NAMES (a unit test keeps them equal)
     "acpi": libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN,
     "agent": libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT,
     "initctl": libvirt.VIR_DOMAIN_SHUTDOWN_INITCTL,
@@ -114,7 +115,8 @@ class VirtualDomainAgent:
 
     def stream_uri(self, node: str) -> str | None:
         p = self.params
-        return migrate_uri(node, migrateuri=p.migrateuri, migrate_options=p.migrate_options or "",
+        return migrate_uri(node, migrateuri=p.migrateuri,
+                           options_uri=parse_migrate_options(p.migrate_options).migrateuri,
                            suffix=p.migration_network_suffix or "", port=p.migrateport)
 
     def wait_for(self, name: str, wanted: set[DomainState], budget_s: float) -> DomainState:
@@ -221,6 +223,7 @@ class VirtualDomainAgent:
 
     # -- start ---------------------------------------------------------------------------
     def start(self) -> OcfExit:
+        self.validate()
         cfg = self.config()
         self.state_file.update(domain=cfg.name)
         try:
@@ -335,7 +338,8 @@ class VirtualDomainAgent:
             policy = policy_named(p.migration_policy).with_initial_downtime(p.migration_downtime)
         except UsageError as exc:
             raise OcfError(OcfExit.ERR_CONFIGURED, str(exc)) from None
-        flags = DEFAULT_FLAGS
+        options = parse_migrate_options(p.migrate_options)
+        flags = DEFAULT_FLAGS | options.flags
         if policy.auto_converge:
             flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
         if policy.postcopy:
@@ -345,7 +349,7 @@ class VirtualDomainAgent:
         req = MigrationRequest(
             dest_uri=self.peer_uri(dest_node), migrate_uri=self.stream_uri(dest_node),
             bandwidth_mib=p.migration_speed, timeout_s=max(1.0, self.deadline.remaining()),
-            flags=flags,
+            flags=flags, extra_params=options.params,
         )
         return live_migrate(dom, req, dest_conn=dest_conn,
                             controller=ConvergenceController(policy))
@@ -362,6 +366,7 @@ class VirtualDomainAgent:
         if not target:
             raise OcfError(OcfExit.ERR_CONFIGURED,
                            "migrate_to needs OCF_RESKEY_CRM_meta_migrate_target")
+        self.validate()
         cfg = self.config()
         local = self.hv.state(cfg.name)
         if local.state is not DomainState.RUNNING:
@@ -402,6 +407,7 @@ class VirtualDomainAgent:
                        f"cannot migrate {cfg.name} to {target}: it is {detail} here")
 
     def migrate_from(self) -> OcfExit:
+        self.validate()
         cfg = self.config()
         self.state_file.update(domain=cfg.name)
         state = self.wait_for(cfg.name, {DomainState.RUNNING}, self.deadline.remaining())
@@ -492,6 +498,7 @@ class VirtualDomainAgent:
             policy_named(p.migration_policy)
         except UsageError as exc:
             raise OcfError(OcfExit.ERR_CONFIGURED, str(exc)) from None
+        parse_migrate_options(p.migrate_options)
         for option, value in (("backingfile", p.backingfile), ("copyindirs", p.copyindirs)):
             if value:
                 raise OcfError(OcfExit.ERR_CONFIGURED,

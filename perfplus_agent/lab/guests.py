@@ -111,10 +111,44 @@ class Guests:
         say: Callable[[str], None] | None = None,
     ) -> GuestSpec:
         """Define and start a transient guest on ``host_name``; wait for it to boot."""
+        host = self.layout.host_named(host_name)
+        spec = self.prepare(name, memory_mib, workload=workload, vcpus=vcpus,
+                            emulator=emulator, say=say)
+        console = self.console(name, host)
+        offset = console.size()
+        conn = open_connection(host.local_uri)
+        try:
+            conn.createXML(guest_xml(spec), 0)
+        except libvirt.libvirtError as exc:
+            self._spec_path(name).unlink()
+            raise PerfplusError(f"starting {name} on {host.name} failed: "
+                                f"{exc.get_error_message()}") from None
+        finally:
+            conn.close()
+        if wait:
+            self.wait_booted(name, host, offset)
+        return spec
+
+    def wait_booted(self, name: str, host: HostLayout, offset: int = 0) -> None:
+        """Wait for the guest's workload (or, without one, its network) to come up."""
+        marker = r"^READY " if self.spec(name).workload else r"^INIT net"
+        self.console(name, host).wait_for(marker, BOOT_TIMEOUT, offset)
+
+    def prepare(
+        self,
+        name: str,
+        memory_mib: int,
+        *,
+        workload: str | None = None,
+        vcpus: int = 1,
+        emulator: str | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> GuestSpec:
+        """Record a new guest (image built, address allocated) without starting it; its
+        domain XML is ``guest_xml(spec)``."""
         self.lab.require_up()
         if not _NAME_RE.match(name):
             raise UsageError(f"bad VM name {name!r}: letters, digits, '_', '.', '-' (max 40)")
-        host = self.layout.host_named(host_name)
         if self._spec_path(name).exists():
             where = ", ".join(h.name for h in self.locate(name)) or "no host"
             raise UsageError(f"VM {name!r} exists already (running on {where})")
@@ -131,20 +165,6 @@ class Guests:
         )
         self.layout.vm_dir.mkdir(parents=True, exist_ok=True)
         self._spec_path(name).write_text(json.dumps(asdict(spec), indent=2) + "\n")
-        console = self.console(name, host)
-        offset = console.size()
-        conn = open_connection(host.local_uri)
-        try:
-            conn.createXML(guest_xml(spec), 0)
-        except libvirt.libvirtError as exc:
-            self._spec_path(name).unlink()
-            raise PerfplusError(f"starting {name} on {host.name} failed: "
-                                f"{exc.get_error_message()}") from None
-        finally:
-            conn.close()
-        if wait:
-            marker = r"^READY " if workload else r"^INIT net"
-            console.wait_for(marker, BOOT_TIMEOUT, offset)
         return spec
 
     def _free_ip(self) -> str:

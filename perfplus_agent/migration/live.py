@@ -38,6 +38,7 @@ class MigrationRequest:
     bandwidth_mib: int = 0  # 0: unlimited
     timeout_s: float = 300.0
     flags: int = DEFAULT_FLAGS
+    extra_params: dict[str, object] | None = None  # more VIR_MIGRATE_PARAM_* entries
     poll_s: float = 0.2
 
 
@@ -69,6 +70,7 @@ def live_migrate(
     params: dict[str, object] = {}
     if req.migrate_uri:
         params[libvirt.VIR_MIGRATE_PARAM_URI] = req.migrate_uri
+    params.update(req.extra_params or {})
     if req.bandwidth_mib:
         params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = req.bandwidth_mib
     name = dom.name()

@@ -32,7 +32,8 @@ def _lenient_params(env: OcfEnvironment, err: OcfError) -> VirtualDomainParams:
 
 
 def _dispatch(env: OcfEnvironment, params: VirtualDomainParams) -> OcfExit:
-    from perfplus_agent.agent.virtual_domain import VirtualDomainAgent  # libvirt only here
+    # Imported here so that meta-data and usage answer fast, without loading libvirt.
+    from perfplus_agent.agent.virtual_domain import VirtualDomainAgent  # noqa: PLC0415
 
     agent = VirtualDomainAgent(env, params)
     handlers = {
@@ -90,3 +91,7 @@ def run(argv: list[str], environ: Mapping[str, str] | None = None) -> int:
 
 def main() -> None:
     sys.exit(int(run(sys.argv)))
+
+
+if __name__ == "__main__":
+    main()

@@ -5,9 +5,12 @@ import pytest
 
 from perfplus_agent.adapters.hypervisor import DomainState, interpret
 from perfplus_agent.agent.deadline import Deadline
+from perfplus_agent.agent.migrate_options import parse_migrate_options
 from perfplus_agent.agent.uris import migrate_uri, network_host, remote_uri
+from perfplus_agent.agent.virtual_domain import SHUTDOWN_MODES
 from perfplus_agent.ocf.environment import OcfEnvironment
 from perfplus_agent.ocf.exitcodes import OcfError, OcfExit
+from perfplus_agent.ocf.params import SHUTDOWN_MODE_NAMES
 
 
 def test_network_host_inserts_suffix_before_domain():
@@ -39,10 +42,11 @@ def test_remote_uri(kw, expected):
     ({"suffix": "-mig"}, "tcp://n2-mig"),
     ({"suffix": "-mig", "port": 49200}, "tcp://n2-mig:49200"),
     ({"migrateuri": "tcp://%n-x:4444"}, "tcp://n2-x:4444"),
-    ({"migrate_options": "--live --migrateuri=tcp://%n-y --p2p"}, "tcp://n2-y"),
+    ({"options_uri": "tcp://%n-y"}, "tcp://n2-y"),
+    ({"migrateuri": "tcp://%n-a", "options_uri": "tcp://%n-b"}, "tcp://n2-a"),
 ])
 def test_migrate_uri(kw, expected):
-    args = {"migrateuri": None, "migrate_options": "", "suffix": "", "port": None}
+    args = {"migrateuri": None, "options_uri": None, "suffix": "", "port": None}
     args.update(kw)
     assert migrate_uri("n2", **args) == expected
 
@@ -93,3 +97,36 @@ def test_unsupported_ocf_major_version():
     with pytest.raises(OcfError) as err:
         OcfEnvironment.from_environ(["x", "start"], {"OCF_RA_VERSION_MAJOR": "2"})
     assert err.value.code is OcfExit.ERR_UNIMPLEMENTED
+
+
+def test_shutdown_modes_cover_every_accepted_name():
+    assert set(SHUTDOWN_MODES) == set(SHUTDOWN_MODE_NAMES)
+
+
+@pytest.mark.parametrize(("text", "flags", "params", "uri"), [
+    ("", 0, {}, None),
+    ("--tls --compressed", libvirt.VIR_MIGRATE_TLS | libvirt.VIR_MIGRATE_COMPRESSED, {}, None),
+    ("--p2p --tunnelled --verbose", libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_TUNNELLED,
+     {}, None),
+    ("--parallel --parallel-connections 4", libvirt.VIR_MIGRATE_PARALLEL,
+     {libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS: 4}, None),
+    ("--migrateuri=tcp://%n-mig", 0, {}, "tcp://%n-mig"),
+    ("--migrateuri tcp://%n-mig --auto-converge", libvirt.VIR_MIGRATE_AUTO_CONVERGE, {},
+     "tcp://%n-mig"),
+])
+def test_migrate_options(text, flags, params, uri):
+    opts = parse_migrate_options(text)
+    assert (opts.flags, opts.params, opts.migrateuri) == (flags, params, uri)
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("--frobnicate", "unsupported option '--frobnicate'"),
+    ("--parallel-connections", "--parallel-connections needs a value"),
+    ("--parallel-connections many", "needs a number"),
+    ("--migrateuri 'tcp://x", "No closing quotation"),
+])
+def test_migrate_options_rejected(text, needle):
+    with pytest.raises(OcfError) as err:
+        parse_migrate_options(text)
+    assert err.value.code is OcfExit.ERR_CONFIGURED
+    assert needle in str(err.value)

@@ -1,0 +1,117 @@
+"""Running ocf:perfplus:VirtualDomain inside a simulated host, as Pacemaker would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from perfplus_agent.lab import netns
+from perfplus_agent.lab.guest_xml import guest_xml
+from perfplus_agent.lab.guests import Guests
+from perfplus_agent.lab.hostinit import CLEAN_PATH
+from perfplus_agent.lab.hosts import enter_argv
+
+LAB_PARAMS = {
+    "hypervisor": "qemu:///system",
+    "migration_transport": "tcp",
+    "migration_network_suffix": "-mig",
+    "peers": "h1 h2 h3",
+    "autoset_utilization_cpu": "false",
+    "autoset_utilization_host_memory": "false",
+    "autoset_utilization_hv_memory": "false",
+}
+
+
+@dataclass
+class AgentResult:
+    rc: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def exit_reason(self) -> str | None:
+        lines = [ln for ln in self.stderr.splitlines() if ln.startswith("ocf-exit-reason:")]
+        return lines[-1].removeprefix("ocf-exit-reason:") if lines else None
+
+
+def run_agent(guests: Guests, host: str, action: str, params: dict[str, str],
+              meta: dict[str, str] | None = None, timeout_s: float = 60.0,
+              extra_env: dict[str, str] | None = None) -> AgentResult:
+    """Run one action of the agent inside ``host`` with Pacemaker's environment."""
+    lab = guests.lab
+    pid = lab.init_pid(lab.layout.host_named(host))
+    env = {"PATH": CLEAN_PATH, "OCF_ROOT": "/usr/lib/ocf", "OCF_RA_VERSION_MAJOR": "1",
+           "OCF_RA_VERSION_MINOR": "1", "OCF_RESOURCE_INSTANCE": "vm",
+           "OCF_RESOURCE_TYPE": "VirtualDomain", "OCF_RESOURCE_PROVIDER": "perfplus",
+           "HA_RSCTMP": "/run/resource-agents",
+           "OCF_RESKEY_CRM_meta_timeout": str(int(timeout_s * 1000)),
+           "OCF_RESKEY_CRM_meta_on_node": host}
+    env.update({f"OCF_RESKEY_{k}": v for k, v in params.items()})
+    env.update({f"OCF_RESKEY_CRM_meta_{k}": v for k, v in (meta or {}).items()})
+    env.update(extra_env or {})
+    argv = enter_argv(pid, [sys.executable, "-m", "perfplus_agent.ocf.runner", action])
+    t0 = time.monotonic()
+    res = subprocess.run(argv, env=env, capture_output=True, text=True,
+                         timeout=timeout_s + 30, check=False)
+    return AgentResult(res.returncode, res.stdout, res.stderr, time.monotonic() - t0)
+
+
+def domain_config(guests: Guests, name: str, directory: Path, memory_mib: int = 256,
+                  workload: str | None = "-m 64 -r 1000 -s 0.5 -i 0.2") -> dict[str, str]:
+    """Record a lab guest, write its XML where every host can read it, return the agent's
+    parameters for it."""
+    spec = guests.prepare(name, memory_mib, workload=workload)
+    path = directory / f"{name}.xml"
+    path.write_text(guest_xml(spec))
+    path.chmod(0o644)
+    return {**LAB_PARAMS, "config": str(path)}
+
+
+def start_booted(guests: Guests, host: str, params: dict[str, str], name: str) -> AgentResult:
+    """Start through the agent on ``host`` and wait until the guest's workload runs."""
+    layout_host = guests.layout.host_named(host)
+    offset = guests.console(name, layout_host).size()
+    res = run_agent(guests, host, "start", params)
+    assert res.rc == 0, res.stderr
+    guests.wait_booted(name, layout_host, offset)
+    return res
+
+
+def where(guests: Guests, name: str) -> list[str]:
+    return [h.name for h in guests.locate(name)]
+
+
+def qemu_pid(guests: Guests, host: str, name: str) -> int | None:
+    ns = guests.layout.host_named(host).netns
+    for pid in netns.pids_in_netns(ns):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmd and b"qemu-system" in cmd[0] and f"guest={name},".encode() in b" ".join(cmd):
+            return pid
+    return None
+
+
+def daemon_pid(guests: Guests, host: str, comm: str) -> int | None:
+    for pid in netns.pids_in_netns(guests.layout.host_named(host).netns):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == comm:
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def freeze(pid: int) -> None:
+    os.kill(pid, signal.SIGSTOP)
+
+
+def thaw(pid: int) -> None:
+    os.kill(pid, signal.SIGCONT)

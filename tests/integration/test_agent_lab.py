@@ -1,0 +1,132 @@
+"""ocf:perfplus:VirtualDomain against real libvirt in the lab. Each test asserts exactly which
+host runs the domain afterwards."""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from perfplus_agent.lab.network import set_link_state
+from perfplus_agent.lab.service_probe import ServiceProbe
+from tests.integration.agent_support import (
+    daemon_pid,
+    domain_config,
+    freeze,
+    qemu_pid,
+    run_agent,
+    start_booted,
+    thaw,
+    where,
+)
+
+pytestmark = pytest.mark.integration
+OK, GENERIC, NOT_RUNNING = 0, 1, 7
+
+
+@pytest.fixture
+def vm(guests, tmp_path):
+    """Agent parameters for a lab guest named 'avm' (not started)."""
+    return domain_config(guests, "avm", tmp_path)
+
+
+def test_start_cold_when_it_runs_nowhere(guests, vm):
+    assert run_agent(guests, "h1", "monitor", vm, {"interval": "0"}).rc == NOT_RUNNING
+    start_booted(guests, "h1", vm, "avm")
+    assert where(guests, "avm") == ["h1"]
+    assert run_agent(guests, "h1", "monitor", vm, {"interval": "10000"}).rc == OK
+    assert run_agent(guests, "h2", "monitor", vm, {"interval": "0"}).rc == NOT_RUNNING
+    again = run_agent(guests, "h1", "start", vm)
+    assert again.rc == OK and where(guests, "avm") == ["h1"]
+
+
+@pytest.mark.slow
+def test_start_on_h2_of_a_domain_running_on_h1_migrates_it_live(guests, vm):
+    start_booted(guests, "h1", vm, "avm")
+    with ServiceProbe(guests.layout, guests.spec("avm").ip) as probe:
+        res = run_agent(guests, "h2", "start", vm)
+        service = probe.stop()
+    assert res.rc == OK, res.stderr
+    assert "live-migrating it here instead of starting a copy" in res.stderr
+    assert where(guests, "avm") == ["h2"]
+    assert service.connection_kept, service
+    assert service.tcp_max_gap_ms < 3000
+    assert guests.console("avm").command("v", r"^VERIFY") == "VERIFY OK 16384"
+
+
+def test_start_refuses_when_a_peer_cannot_be_asked(guests, vm):
+    h3 = guests.layout.host_named("h3")
+    set_link_state(h3, up=False)
+    try:
+        res = run_agent(guests, "h1", "start", vm, timeout_s=20)
+    finally:
+        set_link_state(h3, up=True)
+    assert res.rc == GENERIC
+    assert res.exit_reason and "cannot ask h3 whether it runs avm" in res.exit_reason
+    assert "refusing to start a second copy" in res.exit_reason
+    assert where(guests, "avm") == []
+    assert res.seconds < 20
+
+
+@pytest.mark.slow
+def test_migrate_to_with_destination_qemu_killed_keeps_it_on_the_source(guests, vm):
+    params = {**vm, "migration_speed": "8"}  # MiB/s: the migration takes several seconds
+    start_booted(guests, "h1", params, "avm")
+    killed = []
+
+    def kill_destination_qemu():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not killed:
+            pid = qemu_pid(guests, "h2", "avm")
+            if pid:
+                time.sleep(1.0)  # well into the transfer
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_destination_qemu)
+    killer.start()
+    res = run_agent(guests, "h1", "migrate_to", params, {"migrate_target": "h2"}, timeout_s=60)
+    killer.join(30)
+    assert killed, "the destination QEMU never appeared"
+    assert res.rc == GENERIC
+    assert res.exit_reason and "avm" in res.exit_reason
+    assert where(guests, "avm") == ["h1"]
+    assert guests.console("avm").command("v", r"^VERIFY") == "VERIFY OK 16384"
+
+
+@pytest.mark.slow
+def test_migration_that_cannot_converge_is_aborted_before_the_timeout(guests, tmp_path):
+    params = domain_config(guests, "busy", tmp_path, workload="-m 96 -r 0 -s 0 -i 1")
+    params.update({"migration_speed": "2", "migration_policy": "strict"})
+    start_booted(guests, "h1", params, "busy")
+    res = run_agent(guests, "h1", "migrate_to", params, {"migrate_target": "h3"}, timeout_s=25)
+    assert res.rc == GENERIC
+    assert res.seconds < 25, "aborted before Pacemaker's timeout"
+    assert res.exit_reason and "aborted" in res.exit_reason
+    assert where(guests, "busy") == ["h1"]
+
+
+def test_stop_of_a_guest_that_ignores_shutdown_escalates_in_time(guests, vm):
+    assert run_agent(guests, "h2", "start", vm).rc == OK
+    res = run_agent(guests, "h2", "stop", {**vm, "stop_escalation_margin": "5"}, timeout_s=12)
+    assert res.rc == OK, res.stderr
+    assert res.seconds < 12
+    assert "destroying avm" in res.stderr
+    assert where(guests, "avm") == []
+    assert run_agent(guests, "h2", "stop", vm).rc == OK  # idempotent
+
+
+def test_monitor_with_a_hung_libvirtd_answers_in_time(guests, vm):
+    assert run_agent(guests, "h3", "start", vm).rc == OK
+    libvirtd = daemon_pid(guests, "h3", "libvirtd")
+    assert libvirtd
+    freeze(libvirtd)
+    try:
+        res = run_agent(guests, "h3", "monitor", vm, {"interval": "10000"}, timeout_s=10)
+    finally:
+        thaw(libvirtd)
+    assert res.rc == OK
+    assert res.seconds < 10
+    assert "reporting it running" in res.stderr
