@@ -31,6 +31,7 @@ __all__ = [
 
 OCF_VERSION = "1.1"
 DOCTYPE = '<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">'
+XML_DECLARATION = '<?xml version="1.0"?>'
 LANG = "en"
 
 AGENT_SHORTDESC = ("Manages a libvirt virtual machine; a start live-migrates it when it already "
@@ -153,9 +154,10 @@ def metadata_xml(parameters: Iterable[ParamSpec] = PARAMETERS,
     acts = etree.SubElement(root, "actions")
     for action in actions:
         _action(acts, action)
-    data = etree.tostring(root, xml_declaration=True, encoding="UTF-8", doctype=DOCTYPE,
-                          pretty_print=True)
-    return data.decode("utf-8")
+    body = etree.tostring(root, encoding="unicode", doctype=DOCTYPE, pretty_print=True)
+    # No encoding in the declaration: crmsh parses the text as a Python str, and lxml refuses
+    # a str that declares an encoding. The output is ASCII, so nothing depends on it.
+    return XML_DECLARATION + "\n" + body
 
 
 # -- Markdown ----------------------------------------------------------------------------------

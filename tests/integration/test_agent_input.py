@@ -1,7 +1,10 @@
 """Bad input to ocf:perfplus:VirtualDomain: the OCF 1.1 exit code, a one-line exit reason,
 and a quiet probe."""
 
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -91,10 +94,19 @@ def test_unknown_action(guests, tmp_path):
     assert "unknown action 'frobnicate'" in one_line_reason(res)
 
 
+@pytest.fixture
+def public_dir():
+    """A directory unprivileged users can read (ocf-tester runs meta-data as nobody)."""
+    path = Path(tempfile.mkdtemp(prefix="perfplus-ocf-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
 @pytest.mark.slow
-def test_ocf_tester_passes(guests, tmp_path):
+def test_ocf_tester_passes(guests, tmp_path, public_dir):
     params = domain_config(guests, "tester", tmp_path, workload=None)
-    agent = install_agents(str(tmp_path / "ocf"))[0]
+    agent = install_agents(str(public_dir / "ocf"))[0]
     args = []
     for key, value in params.items():
         args += ["-o", f"{key}={value}"]

@@ -67,8 +67,10 @@ def test_reload_agent_is_not_advertised():
 # -- content -------------------------------------------------------------------------------
 def test_header():
     xml = metadata_xml()
-    assert xml.startswith("<?xml version='1.0' encoding='UTF-8'?>\n"
+    assert xml.startswith('<?xml version="1.0"?>\n'
                           '<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">\n')
+    # crmsh hands the text to lxml as a str: that must parse (no encoding declaration).
+    assert etree.fromstring(xml).tag == "resource-agent"
     root = tree(xml)
     assert root.tag == "resource-agent"
     assert root.get("name") == "VirtualDomain" and root.get("version") == __version__
