@@ -7,14 +7,22 @@ thread is abandoned (an agent process is short-lived, and exiting ends the threa
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from perfplus_agent.errors import PerfplusError
 
-__all__ = ["CallTimeout", "call_with_timeout"]
+__all__ = ["CallTimeout", "call_with_timeout", "waited_s"]
 
 T = TypeVar("T")
+_waited = [0.0]  # seconds spent waiting on bounded calls in this process
+
+
+def waited_s() -> float:
+    """Total time this process spent waiting on bounded (external) calls: the part of an
+    action's duration that belongs to libvirt, not to the agent."""
+    return _waited[0]
 
 
 class CallTimeout(PerfplusError):
@@ -32,8 +40,10 @@ def call_with_timeout(fn: Callable[[], T], timeout: float, what: str) -> T:
             box["error"] = exc
 
     thread = threading.Thread(target=target, name=f"bounded/{what}", daemon=True)
+    t0 = time.monotonic()
     thread.start()
     thread.join(max(0.0, timeout))
+    _waited[0] += time.monotonic() - t0
     if thread.is_alive():
         raise CallTimeout(f"{what} did not answer within {timeout:.0f} s")
     if "error" in box:

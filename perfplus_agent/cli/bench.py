@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from perfplus_agent.bench.agent_bench import run_agent_bench
 from perfplus_agent.bench.environment import environment
 from perfplus_agent.bench.lab_bench import run_lab_bench
 
@@ -46,8 +47,23 @@ def bench_lab(rounds: int, json_path: Path | None) -> None:
     summary = result.summary()
     click.echo(f"perfplus bench lab: {rounds} rounds, accelerator {result.accel}")
     click.echo(_table(summary))
-    if json_path:
-        json_path.write_text(json.dumps({"benchmark": "lab", "environment": environment(),
-                                         "summary": summary, "samples": asdict(result)},
-                                        indent=2) + "\n")
-        _say(f"figures written to {json_path}")
+    _write_json(json_path, "lab", summary, asdict(result))
+
+
+def _write_json(path: Path | None, name: str, summary: dict, samples: dict) -> None:
+    if path:
+        path.write_text(json.dumps({"benchmark": name, "environment": environment(),
+                                    "summary": summary, "samples": samples}, indent=2) + "\n")
+        _say(f"figures written to {path}")
+
+
+@bench.command(name="agent")
+@click.option("--rounds", default=20, show_default=True, help="Runs of each action.")
+@json_option
+def bench_agent(rounds: int, json_path: Path | None) -> None:
+    """The agent's own time per action (meta-data, monitor, probe), libvirt excluded."""
+    result = run_agent_bench(_say, rounds=rounds)
+    summary = result.summary()
+    click.echo(f"perfplus bench agent: {rounds} runs per action (ms, process start included)")
+    click.echo(_table(summary))
+    _write_json(json_path, "agent", summary, asdict(result))

@@ -136,6 +136,7 @@ class Lab:
         network.shape_migration_link(lay, migration_link)
         lay.hosts_file.write_text(lay.hosts_entries())
         lay.vm_dir.mkdir(exist_ok=True)
+        lay.shared_dir.mkdir(exist_ok=True)
         for host in lay.all_hosts():
             prepare_host_dirs(host)
             record.host_records.append(HostRecord(name=host.name, netns=host.netns))

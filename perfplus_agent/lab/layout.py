@@ -27,7 +27,7 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 
 def state_root() -> Path:
     """Where labs keep their state (``PERFPLUS_LAB_STATE`` overrides it)."""
-    return Path(os.environ.get("PERFPLUS_LAB_STATE", "/run/perfplus/lab"))
+    return Path(os.environ.get("PERFPLUS_LAB_STATE", "/var/lib/perfplus/lab"))
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,12 @@ class LabLayout:
     @property
     def vm_dir(self) -> Path:
         return self.state_dir / "vms"
+
+    @property
+    def shared_dir(self) -> Path:
+        """A directory every host sees at the same path (domain configurations live here,
+        as they would on a cluster's shared or synchronised storage)."""
+        return self.state_dir / "shared"
 
     def host(self, index: int) -> HostLayout:
         return HostLayout(lab=self.name, index=index, state_dir=self.state_dir)

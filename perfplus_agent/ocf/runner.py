@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Mapping
 
+from perfplus_agent.adapters.bounded import waited_s
 from perfplus_agent.ocf.environment import OcfEnvironment
 from perfplus_agent.ocf.exitcodes import OcfError, OcfExit
 from perfplus_agent.ocf.logging_setup import configure_logging, write_exit_reason
@@ -36,6 +38,7 @@ def _dispatch(env: OcfEnvironment, params: VirtualDomainParams) -> OcfExit:
     from perfplus_agent.agent.virtual_domain import VirtualDomainAgent  # noqa: PLC0415
 
     agent = VirtualDomainAgent(env, params)
+    t0 = time.monotonic()
     handlers = {
         "start": agent.start,
         "stop": agent.stop,
@@ -50,6 +53,8 @@ def _dispatch(env: OcfEnvironment, params: VirtualDomainParams) -> OcfExit:
         return handlers[env.action]()
     finally:
         agent.hv.close()
+        log.debug("timing: %s took %.1f ms, of which %.1f ms waiting on libvirt", env.action,
+                  (time.monotonic() - t0) * 1000, waited_s() * 1000)
 
 
 def run(argv: list[str], environ: Mapping[str, str] | None = None) -> int:

@@ -5,21 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from perfplus_agent.lab import netns
 from perfplus_agent.lab.guest_xml import guest_xml
 from perfplus_agent.lab.guests import Guests
 from perfplus_agent.lab.hostinit import CLEAN_PATH
-from perfplus_agent.lab.hosts import enter_argv
+from perfplus_agent.lab.hosts import enter_argv, wait_libvirt
+from perfplus_agent.lab.ocf_exec import LAB_AGENT_PARAMS, OcfRun, run_ocf
 
 LAB_PARAMS = {
-    "hypervisor": "qemu:///system",
-    "migration_transport": "tcp",
-    "migration_network_suffix": "-mig",
+    **LAB_AGENT_PARAMS,
     "peers": "h1 h2 h3",
     "autoset_utilization_cpu": "false",
     "autoset_utilization_host_memory": "false",
@@ -27,39 +23,12 @@ LAB_PARAMS = {
 }
 
 
-@dataclass
-class AgentResult:
-    rc: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    @property
-    def exit_reason(self) -> str | None:
-        lines = [ln for ln in self.stderr.splitlines() if ln.startswith("ocf-exit-reason:")]
-        return lines[-1].removeprefix("ocf-exit-reason:") if lines else None
-
-
 def run_agent(guests: Guests, host: str, action: str, params: dict[str, str],
               meta: dict[str, str] | None = None, timeout_s: float = 60.0,
-              extra_env: dict[str, str] | None = None) -> AgentResult:
+              extra_env: dict[str, str] | None = None) -> OcfRun:
     """Run one action of the agent inside ``host`` with Pacemaker's environment."""
-    lab = guests.lab
-    pid = lab.init_pid(lab.layout.host_named(host))
-    env = {"PATH": CLEAN_PATH, "OCF_ROOT": "/usr/lib/ocf", "OCF_RA_VERSION_MAJOR": "1",
-           "OCF_RA_VERSION_MINOR": "1", "OCF_RESOURCE_INSTANCE": "vm",
-           "OCF_RESOURCE_TYPE": "VirtualDomain", "OCF_RESOURCE_PROVIDER": "perfplus",
-           "HA_RSCTMP": "/run/resource-agents",
-           "OCF_RESKEY_CRM_meta_timeout": str(int(timeout_s * 1000)),
-           "OCF_RESKEY_CRM_meta_on_node": host}
-    env.update({f"OCF_RESKEY_{k}": v for k, v in params.items()})
-    env.update({f"OCF_RESKEY_CRM_meta_{k}": v for k, v in (meta or {}).items()})
-    env.update(extra_env or {})
-    argv = enter_argv(pid, [sys.executable, "-m", "perfplus_agent.ocf.runner", action])
-    t0 = time.monotonic()
-    res = subprocess.run(argv, env=env, capture_output=True, text=True,
-                         timeout=timeout_s + 30, check=False)
-    return AgentResult(res.returncode, res.stdout, res.stderr, time.monotonic() - t0)
+    return run_ocf(guests.lab, host, action, params, meta=meta, timeout_s=timeout_s,
+                   extra_env=extra_env)
 
 
 def domain_config(guests: Guests, name: str, directory: Path, memory_mib: int = 256,
@@ -73,7 +42,7 @@ def domain_config(guests: Guests, name: str, directory: Path, memory_mib: int = 
     return {**LAB_PARAMS, "config": str(path)}
 
 
-def start_booted(guests: Guests, host: str, params: dict[str, str], name: str) -> AgentResult:
+def start_booted(guests: Guests, host: str, params: dict[str, str], name: str) -> OcfRun:
     """Start through the agent on ``host`` and wait until the guest's workload runs."""
     layout_host = guests.layout.host_named(host)
     offset = guests.console(name, layout_host).size()
@@ -115,3 +84,13 @@ def freeze(pid: int) -> None:
 
 def thaw(pid: int) -> None:
     os.kill(pid, signal.SIGCONT)
+
+
+def restart_libvirtd(guests: Guests, host: str, timeout_s: float = 30.0) -> None:
+    """Start the host's libvirtd again after a test killed it (QEMUs survive a restart)."""
+    layout_host = guests.layout.host_named(host)
+    pid = guests.lab.init_pid(layout_host)
+    layout_host.libvirt_socket.unlink(missing_ok=True)
+    subprocess.run(enter_argv(pid, ["libvirtd", "--listen", "--daemon"]), check=True,
+                   timeout=timeout_s, env={"PATH": CLEAN_PATH})
+    wait_libvirt(layout_host, pid, timeout_s)

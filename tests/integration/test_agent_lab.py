@@ -15,6 +15,7 @@ from tests.integration.agent_support import (
     domain_config,
     freeze,
     qemu_pid,
+    restart_libvirtd,
     run_agent,
     start_booted,
     thaw,
@@ -130,3 +131,23 @@ def test_monitor_with_a_hung_libvirtd_answers_in_time(guests, vm):
     assert res.rc == OK
     assert res.seconds < 10
     assert "reporting it running" in res.stderr
+
+
+def test_monitor_and_stop_with_libvirtd_stopped(guests, vm):
+    assert run_agent(guests, "h3", "start", vm).rc == OK
+    libvirtd = daemon_pid(guests, "h3", "libvirtd")
+    assert libvirtd
+    os.kill(libvirtd, signal.SIGKILL)
+    try:
+        mon = run_agent(guests, "h3", "monitor", vm, {"interval": "10000"}, timeout_s=10)
+        assert mon.rc == OK and mon.seconds < 5, mon.stderr
+        assert qemu_pid(guests, "h3", "avm")
+        stop = run_agent(guests, "h3", "stop", vm, timeout_s=20)
+        assert stop.rc == OK, stop.stderr
+        assert "stopping the QEMU process of avm directly" in stop.stderr
+        assert qemu_pid(guests, "h3", "avm") is None
+        probe = run_agent(guests, "h3", "monitor", vm, {"interval": "0"}, timeout_s=10)
+        assert probe.rc == NOT_RUNNING
+    finally:
+        restart_libvirtd(guests, "h3")
+    assert where(guests, "avm") == []

@@ -33,3 +33,14 @@ def test_bench_lab_writes_its_figures(tmp_path):
         assert summary[key]["runs"] >= 1
         assert 0 < summary[key]["median"] < 60
     assert len(data["samples"]["migrate_idle_s"]) == 2
+
+
+def test_bench_agent_measures_each_action(tmp_path):
+    out = tmp_path / "agent.json"
+    res = perfplus("bench", "agent", "--rounds", "3", "--json", str(out))
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(out.read_text())["summary"]
+    for action in ("meta-data", "monitor", "monitor (probe)"):
+        row = summary[f"{action} overhead ms"]
+        assert row["runs"] == 3
+        assert 0 < row["min"] <= row["median"] <= row["max"] < 5000
