@@ -434,12 +434,12 @@ class VirtualDomainAgent:
             self.state_file.forget()
             return OcfExit.SUCCESS
         p = self.params
+        if p.save_config_on_stop:
+            self._save_config(name)  # before any kind of stop, force_stop included
         if not p.force_stop and state is not DomainState.FAILED:
             if p.snapshot:
                 self._save_snapshot(name)
             else:
-                if p.save_config_on_stop:
-                    self._save_config(name)
                 self._graceful_shutdown(name)
         if self.hv.state(name).state is not DomainState.ABSENT:
             log.info("destroying %s", name)

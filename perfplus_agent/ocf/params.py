@@ -237,7 +237,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "migrate_to and on every monitor. Changes made to the running domain, for instance "
         "with virsh, thus survive a restart. Unset means false.",
         difference="The new file is written atomically after a well-formedness check (not "
-        "virt-xml-validate), and not again on migrate_from.",
+        "virt-xml-validate), also when force_stop is set, and not again on migrate_from.",
     ),
     ParamSpec(
         "sync_config_on_stop", "boolean", None,
