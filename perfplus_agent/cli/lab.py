@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -55,9 +56,11 @@ def lab() -> None:
 @click.option("--hosts", default=3, show_default=True, help="Number of simulated hosts.")
 @click.option("--migration-link", metavar="RATE", default=None,
               help="Shape the migration network, e.g. 1gbit or 32mibps (default: unshaped).")
-def up(name: str, hosts: int, migration_link: str | None) -> None:
+@click.option("--cluster", is_flag=True,
+              help="Also run corosync and Pacemaker on every host, with lab fencing.")
+def up(name: str, hosts: int, migration_link: str | None, cluster: bool) -> None:
     """Bring up (or reuse) the lab's hosts."""
-    _lab(name, hosts).up(migration_link)
+    _lab(name, hosts).up(migration_link, cluster=cluster)
 
 
 @lab.command()
@@ -125,6 +128,35 @@ def link(*, name: str, rate: str | None, unshaped: bool, cut_host: str | None,
         if host:
             network.set_link_state(the_lab.layout.host_named(host), up_)
             _say(f"{host}: migration link {'up' if up_ else 'cut'}")
+
+
+@lab.command()
+@name_option
+@click.argument("action", type=click.Choice(["off", "on", "reboot", "status"]))
+@click.argument("host")
+def power(name: str, action: str, host: str) -> None:
+    """Power a host off or on, as the lab's fencing does (off kills its guests too)."""
+    the_lab = _lab(name)
+    if action == "status":
+        click.echo("on" if the_lab.is_powered(host) else "off")
+        return
+    if action in ("off", "reboot"):
+        the_lab.power_off(host)
+    if action in ("on", "reboot"):
+        the_lab.power_on(host)
+    _say(f"{host}: powered {'on' if action != 'off' else 'off'}")
+
+
+@lab.command()
+@name_option
+@click.argument("action", type=click.Choice(["stop", "start"]))
+@click.argument("host")
+def stack(name: str, action: str, host: str) -> None:
+    """Stop or start only the cluster stack of a host (its guests keep running)."""
+    the_lab = _lab(name)
+    pid = the_lab.init_pid(the_lab.layout.host_named(host))
+    os.kill(pid, signal.SIGHUP if action == "stop" else signal.SIGUSR1)
+    _say(f"{host}: cluster stack {action} requested")
 
 
 @lab.group()

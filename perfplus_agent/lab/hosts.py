@@ -23,7 +23,7 @@ INIT_FIND_TIMEOUT = 10.0
 LIBVIRT_READY_TIMEOUT = 30.0
 
 
-def start_host(lab: LabLayout, host: HostLayout) -> int:
+def start_host(lab: LabLayout, host: HostLayout, cluster: bool = False) -> int:
     """Launch the host's init in fresh namespaces; return its PID as the machine sees it."""
     log = open(host.dir / "hostinit.log", "ab")  # noqa: SIM115 - handed to the child
     argv = [
@@ -31,7 +31,7 @@ def start_host(lab: LabLayout, host: HostLayout) -> int:
         "unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc",
         "--propagation", "private", "--",
         sys.executable, "-m", "perfplus_agent.lab.hostinit",
-        str(host.dir), str(lab.hosts_file), host.name,
+        str(host.dir), str(lab.state_dir), host.name, *(["--cluster"] if cluster else []),
     ]
     launcher = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)

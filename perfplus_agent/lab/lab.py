@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +17,8 @@ import libvirt
 
 from perfplus_agent.errors import PerfplusError
 from perfplus_agent.lab import netns, network, preflight
+from perfplus_agent.lab.cluster_config import prepare_cluster
+from perfplus_agent.lab.cluster_status import wait_online
 from perfplus_agent.lab.host_config import prepare_host_dirs
 from perfplus_agent.lab.hosts import kill_host, start_host, wait_libvirt
 from perfplus_agent.lab.layout import HostLayout, LabLayout
@@ -88,26 +94,28 @@ class Lab:
                     and all(s.init_alive and s.libvirt_ok for s in self.status()))
 
     # -- up ------------------------------------------------------------------------------
-    def up(self, migration_link: str | None = None) -> bool:
-        """Build the lab; return False when a healthy lab of the same shape was reused."""
+    def up(self, migration_link: str | None = None, cluster: bool = False) -> bool:
+        """Build the lab (with corosync and Pacemaker on every host when ``cluster``);
+        return False when a healthy lab of the same shape was reused."""
         preflight.require_root("perfplus lab")
-        preflight.require(preflight.LAB_TOOLS)
+        preflight.require(preflight.LAB_TOOLS + (preflight.CLUSTER_TOOLS if cluster else ()))
         if migration_link is not None:
             network.parse_rate(migration_link)  # reject a bad rate before building anything
         with lab_lock(self.layout.state_dir):
-            if self._reuse_or_clean(migration_link):
+            if self._reuse_or_clean(migration_link, cluster):
                 return False
             try:
-                self._build(migration_link)
+                self._build(migration_link, cluster)
             except BaseException:
                 self.say("lab up failed: removing what was built")
                 self._teardown()
                 raise
         return True
 
-    def _reuse_or_clean(self, migration_link: str | None) -> bool:
+    def _reuse_or_clean(self, migration_link: str | None, cluster: bool) -> bool:
         record = self.record()
-        if record and record.hosts == self.layout.hosts and self.healthy():
+        if (record and record.hosts == self.layout.hosts and record.cluster == cluster
+                and self.healthy()):
             self.say(f"lab {self.layout.name!r} is already up with {record.hosts} hosts: "
                      "reusing it")
             if record.migration_link != migration_link:
@@ -122,10 +130,11 @@ class Lab:
             self._teardown()
         return False
 
-    def _build(self, migration_link: str | None) -> None:
+    def _build(self, migration_link: str | None, cluster: bool) -> None:
         lay = self.layout
         t0 = time.monotonic()
-        record = LabRecord(name=lay.name, hosts=lay.hosts, migration_link=migration_link)
+        record = LabRecord(name=lay.name, hosts=lay.hosts, migration_link=migration_link,
+                           cluster=cluster)
         lay.state_dir.mkdir(parents=True, exist_ok=True)
         save_record(lay.state_file, record)
         for ns in lay.namespaces():
@@ -139,17 +148,58 @@ class Lab:
         lay.shared_dir.mkdir(exist_ok=True)
         for host in lay.all_hosts():
             prepare_host_dirs(host)
+        if cluster:
+            prepare_cluster(lay)
+            record.switch_pid = _start_switch(lay)
+            save_record(lay.state_file, record)
+        for host in lay.all_hosts():
             record.host_records.append(HostRecord(name=host.name, netns=host.netns))
             save_record(lay.state_file, record)
-            record.host_records[-1].init_pid = start_host(lay, host)
+            record.host_records[-1].init_pid = start_host(lay, host, cluster)
             save_record(lay.state_file, record)
         for host, rec in zip(lay.all_hosts(), record.host_records, strict=True):
             assert rec.init_pid is not None
             wait_libvirt(host, rec.init_pid)
         self._warm_emulator_probe()
+        if cluster:
+            first = record.host_records[0].init_pid
+            assert first is not None
+            wait_online(first, [h.name for h in lay.all_hosts()])
         record.phase = "up"
         save_record(lay.state_file, record)
-        self.say(f"lab {lay.name!r} up: {lay.hosts} hosts in {time.monotonic() - t0:.1f} s")
+        what = "cluster nodes" if cluster else "hosts"
+        self.say(f"lab {lay.name!r} up: {lay.hosts} {what} in {time.monotonic() - t0:.1f} s")
+
+    # -- power (the lab's fencing acts through these) ------------------------------------
+    def is_powered(self, host_name: str) -> bool:
+        host = self.layout.host_named(host_name)
+        rec = self.require_up().host(host.name)
+        return bool(rec and rec.init_pid and netns.pid_in_netns(rec.init_pid, host.netns))
+
+    def power_off(self, host_name: str) -> None:
+        """Cut the host's power: every process of it dies at once."""
+        host = self.layout.host_named(host_name)
+        with lab_lock(self.layout.state_dir):
+            record = self.require_up()
+            rec = record.host(host.name)
+            assert rec is not None
+            kill_host(host, rec.init_pid)
+            rec.init_pid = None
+            save_record(self.layout.state_file, record)
+
+    def power_on(self, host_name: str) -> None:
+        """Boot the host again (its daemons; guests stay off, as after a real power cut)."""
+        host = self.layout.host_named(host_name)
+        with lab_lock(self.layout.state_dir):
+            record = self.require_up()
+            rec = record.host(host.name)
+            assert rec is not None
+            if rec.init_pid and netns.pid_in_netns(rec.init_pid, host.netns):
+                return
+            netns.kill_all(host.netns)  # stragglers of the dead host
+            rec.init_pid = start_host(self.layout, host, record.cluster)
+            save_record(self.layout.state_file, record)
+        wait_libvirt(host, rec.init_pid)
 
     def _warm_emulator_probe(self) -> None:
         """libvirt probes each QEMU binary once per daemon (~1 s under TCG): the wrapper when a
@@ -192,6 +242,8 @@ class Lab:
         if record:
             record.phase = "tearing-down"
             save_record(lay.state_file, record)
+            if record.switch_pid:  # first, or a fencing could power a host back on
+                _stop_switch(record.switch_pid, lay)
         pids = {h.name: h.init_pid for h in record.host_records} if record else {}
         for host in lay.all_hosts() if record is None else _hosts_of(lay, record):
             if netns.exists(host.netns):
@@ -212,3 +264,31 @@ class Lab:
 def _hosts_of(lay: LabLayout, record: LabRecord) -> list[HostLayout]:
     """Hosts named in the record (its host count may differ from the layout's)."""
     return [LabLayout(lay.name, record.hosts, lay.root).host(i) for i in range(1, record.hosts + 1)]
+
+
+def _start_switch(lay: LabLayout) -> int:
+    """Start the lab's power switch daemon (it outlives this process, like the hosts)."""
+    log = open(lay.state_dir / "powerswitch.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen([sys.executable, "-m", "perfplus_agent.lab.powerswitch", lay.name,
+                             str(lay.root)], stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + 10
+    while not lay.power_socket.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise PerfplusError(f"the lab power switch did not start; see {lay.state_dir}"
+                                "/powerswitch.log")
+        time.sleep(0.02)
+    return proc.pid
+
+
+def _stop_switch(pid: int, lay: LabLayout) -> None:
+    """Kill the switch, after checking that the PID is still ours."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmdline = fh.read()
+    except OSError:
+        return
+    if b"perfplus_agent.lab.powerswitch" in cmdline and lay.name.encode() in cmdline:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from perfplus_agent.errors import UsageError
 
-__all__ = ["DEFAULT_NAME", "MAX_HOSTS", "HostLayout", "LabLayout", "state_root"]
+__all__ = ["CLUSTER_DIRS", "DEFAULT_NAME", "MAX_HOSTS", "PRIVATE_DIRS", "HostLayout", "LabLayout",
+           "state_root"]
 
 DEFAULT_NAME = "perfplus"
 MAX_HOSTS = 8
@@ -66,7 +67,7 @@ class HostLayout:
 
     def path(self, inside: str) -> Path:
         """Host-side path of a file the simulated host sees at ``inside``."""
-        for mount, sub in PRIVATE_DIRS:
+        for mount, sub in PRIVATE_DIRS + CLUSTER_DIRS:
             if inside == mount or inside.startswith(mount + "/"):
                 return self.dir / sub / inside[len(mount) :].lstrip("/")
         raise ValueError(f"{inside} is not in a private directory of {self.name}")
@@ -93,6 +94,15 @@ PRIVATE_DIRS: tuple[tuple[str, str], ...] = (
     ("/var/lib/libvirt", "var-lib-libvirt"),
     ("/var/cache/libvirt", "var-cache-libvirt"),
     ("/var/log", "var-log"),
+)
+
+
+# Private to each host of a cluster lab: corosync and Pacemaker state and configuration.
+CLUSTER_DIRS: tuple[tuple[str, str], ...] = (
+    ("/etc/corosync", "etc-corosync"),
+    ("/etc/pacemaker", "etc-pacemaker"),
+    ("/var/lib/corosync", "var-lib-corosync"),
+    ("/var/lib/pacemaker", "var-lib-pacemaker"),
 )
 
 
@@ -145,6 +155,11 @@ class LabLayout:
     @property
     def vm_dir(self) -> Path:
         return self.state_dir / "vms"
+
+    @property
+    def power_socket(self) -> Path:
+        """The lab power switch's socket (fencing powers hosts off and on through it)."""
+        return self.state_dir / "power.sock"
 
     @property
     def shared_dir(self) -> Path:

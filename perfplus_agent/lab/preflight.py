@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from perfplus_agent.errors import UsageError
 
-__all__ = ["IMAGE_TOOLS", "LAB_TOOLS", "Tool", "require", "require_root"]
+__all__ = ["CLUSTER_TOOLS", "IMAGE_TOOLS", "LAB_TOOLS", "Tool", "require", "require_root"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,16 @@ LAB_TOOLS: tuple[Tool, ...] = (
     Tool("libvirtd", "libvirt-daemon-system"),
     Tool("virsh", "libvirt-clients"),
     Tool("qemu-system-x86_64", "qemu-system-x86"),
+)
+
+CLUSTER_TOOLS: tuple[Tool, ...] = (
+    Tool("corosync", "corosync"),
+    Tool("corosync-keygen", "corosync"),
+    Tool("pacemakerd", "pacemaker"),
+    Tool("cibadmin", "pacemaker-cli-utils"),
+    Tool("crm_mon", "pacemaker-cli-utils"),
+    Tool("crm", "crmsh"),
+    Tool("pcs", "pcs"),
 )
 
 IMAGE_TOOLS: tuple[Tool, ...] = (

@@ -39,6 +39,8 @@ class LabRecord:
     created: float = field(default_factory=time.time)
     migration_link: str | None = None
     accel: str | None = None
+    cluster: bool = False
+    switch_pid: int | None = None
     namespaces: list[str] = field(default_factory=list)
     host_records: list[HostRecord] = field(default_factory=list)
 
