@@ -38,6 +38,7 @@ class GuestSpec:
     vcpus: int = 1
     workload: str | None = None  # dirtier arguments, e.g. "-m 64 -r 2000 -s 0.5"
     lan_prefix: int = 24
+    power_button: bool = True  # False: the guest ignores graceful shutdown requests
 
     @property
     def uuid(self) -> str:
@@ -54,6 +55,8 @@ class GuestSpec:
                  f"perfplus.pulse={PULSE_PORT}"]
         if self.workload:
             parts.append("perfplus.dirtier=" + ",".join(self.workload.split()))
+        if not self.power_button:
+            parts.append("perfplus.acpid=0")
         return " ".join(parts)
 
 
@@ -76,6 +79,8 @@ def guest_xml(spec: GuestSpec) -> str:
     _sub(os_el, "kernel", spec.kernel)
     _sub(os_el, "initrd", spec.initrd)
     _sub(os_el, "cmdline", spec.cmdline)
+    # ACPI gives the guest a power button: a graceful shutdown request then works.
+    _sub(_sub(dom, "features"), "acpi")
     # A guest that crashes or reboots must end visibly, never come back as a fresh boot.
     for event in ("on_poweroff", "on_reboot", "on_crash"):
         _sub(dom, event, "destroy")

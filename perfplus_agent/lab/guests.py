@@ -142,6 +142,7 @@ class Guests:
         workload: str | None = None,
         vcpus: int = 1,
         emulator: str | None = None,
+        power_button: bool = True,
         say: Callable[[str], None] | None = None,
     ) -> GuestSpec:
         """Record a new guest (image built, address allocated) without starting it; its
@@ -162,6 +163,7 @@ class Guests:
             name=name, memory_mib=memory_mib, ip=self._free_ip(), kernel=str(image.kernel),
             initrd=str(image.initrd), emulator=emulator or str(wrapper_path()),
             domain_type=Accel(accel.name, "").domain_type, vcpus=vcpus, workload=workload,
+            power_button=power_button,
         )
         self.layout.vm_dir.mkdir(parents=True, exist_ok=True)
         self._spec_path(name).write_text(json.dumps(asdict(spec), indent=2) + "\n")

@@ -26,7 +26,7 @@ __all__ = ["GuestImage", "build_image", "find_kernel"]
 KERNEL_PACKAGE = "linux-image-cloud-amd64"
 BUSYBOX = Path("/bin/busybox")
 GUEST_PROGRAMS = ("dirtier", "pulse")
-NEEDED_MODULES = ("virtio_pci", "virtio_net")
+NEEDED_MODULES = ("virtio_pci", "virtio_net", "button", "evdev")
 GCC_FLAGS = ("-O2", "-static", "-Wall", "-Wextra")
 
 

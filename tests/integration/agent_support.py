@@ -32,10 +32,11 @@ def run_agent(guests: Guests, host: str, action: str, params: dict[str, str],
 
 
 def domain_config(guests: Guests, name: str, directory: Path, memory_mib: int = 256,
-                  workload: str | None = "-m 64 -r 1000 -s 0.5 -i 0.2") -> dict[str, str]:
+                  workload: str | None = "-m 64 -r 1000 -s 0.5 -i 0.2",
+                  power_button: bool = True) -> dict[str, str]:
     """Record a lab guest, write its XML where every host can read it, return the agent's
     parameters for it."""
-    spec = guests.prepare(name, memory_mib, workload=workload)
+    spec = guests.prepare(name, memory_mib, workload=workload, power_button=power_button)
     path = directory / f"{name}.xml"
     path.write_text(guest_xml(spec))
     path.chmod(0o644)

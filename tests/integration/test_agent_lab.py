@@ -109,14 +109,25 @@ def test_migration_that_cannot_converge_is_aborted_before_the_timeout(guests, tm
     assert where(guests, "busy") == ["h1"]
 
 
-def test_stop_of_a_guest_that_ignores_shutdown_escalates_in_time(guests, vm):
-    assert run_agent(guests, "h2", "start", vm).rc == OK
+def test_stop_of_a_guest_that_ignores_shutdown_escalates_in_time(guests, tmp_path):
+    vm = domain_config(guests, "avm", tmp_path, power_button=False)
+    start_booted(guests, "h2", vm, "avm")
     res = run_agent(guests, "h2", "stop", {**vm, "stop_escalation_margin": "5"}, timeout_s=12)
     assert res.rc == OK, res.stderr
     assert res.seconds < 12
     assert "destroying avm" in res.stderr
     assert where(guests, "avm") == []
     assert run_agent(guests, "h2", "stop", vm).rc == OK  # idempotent
+
+
+def test_stop_shuts_a_cooperating_guest_down_gracefully(guests, vm):
+    start_booted(guests, "h1", vm, "avm")
+    res = run_agent(guests, "h1", "stop", vm, timeout_s=30)
+    assert res.rc == OK, res.stderr
+    assert res.seconds < 10
+    assert "destroying" not in res.stderr
+    assert "reboot: Power down" in guests.console("avm", guests.layout.host(1)).log.read_text()
+    assert where(guests, "avm") == []
 
 
 def test_monitor_with_a_hung_libvirtd_answers_in_time(guests, vm):

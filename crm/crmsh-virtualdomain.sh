@@ -1,0 +1,25 @@
+#!/bin/sh
+# A VM under Pacemaker with ocf:perfplus:VirtualDomain, configured with crmsh.
+#
+# Environment:
+#   VM                the resource name (use the domain's name)
+#   CONFIG            path of the domain XML, identical on every node
+#   MIGRATION_SUFFIX  appended to a node name to reach it over the migration network
+#                     (default -mig: node1 -> node1-mig); empty to use the node names
+#   TRANSPORT         libvirt transport between nodes (default tcp; ssh or tls in production)
+#
+# allow-migrate=true turns a move into migrate_to + migrate_from (live); the op timeouts are
+# the budgets the agent derives its own deadlines from (it aborts a migration before its
+# timeout, leaving the guest running on the source).
+set -eu
+: "${VM:?set VM}" "${CONFIG:?set CONFIG}"
+crm configure rsc_defaults resource-stickiness=100
+crm configure property migration-limit=2
+crm configure primitive "$VM" ocf:perfplus:VirtualDomain \
+    params config="$CONFIG" hypervisor=qemu:///system \
+        migration_transport="${TRANSPORT:-tcp}" \
+        migration_network_suffix="${MIGRATION_SUFFIX--mig}" \
+    meta allow-migrate=true \
+    op start timeout=90s op stop timeout=90s \
+    op monitor interval=10s timeout=30s \
+    op migrate_to timeout=120s op migrate_from timeout=60s

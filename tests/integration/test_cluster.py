@@ -1,0 +1,139 @@
+"""A real corosync + Pacemaker cluster on the lab, fencing on: the crm/pcs recipes, live
+moves through Pacemaker, and the case this agent exists for."""
+
+import os
+import time
+
+import pytest
+
+from perfplus_agent.lab.cluster_status import cluster_view
+from perfplus_agent.lab.guests import Guests
+from perfplus_agent.lab.lab import Lab
+from perfplus_agent.lab.layout import LabLayout
+from perfplus_agent.lab.service_probe import ServiceProbe
+from tests.conftest import assert_nothing_left
+from tests.integration.cluster_support import (
+    in_node,
+    recipe,
+    settle,
+    vm_config,
+    wait_active,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    lab = Lab(LabLayout.create(f"pc{os.getpid() % 1000}", 3))
+    t0 = time.monotonic()
+    lab.up(cluster=True)
+    lab.up_seconds = time.monotonic() - t0
+    try:
+        yield lab
+    finally:
+        lab.down()
+        assert_nothing_left(lab.layout)
+
+
+@pytest.fixture
+def cguests(cluster):
+    g = Guests(cluster)
+    yield g
+    for name in g.names():
+        for host in ("h1", "h2", "h3"):
+            in_node(g, host, ["true"])
+        g.destroy(name)
+
+
+def moved_live(guests, name, since_host, since_offset):
+    """The guest on its new host did not boot again: same guest, moved."""
+    console = guests.console(name)
+    lines, _ = console.lines(since_offset if guests.where(name).name == since_host else 0)
+    assert not any("PERFPLUS-GUEST BOOTED" in ln for ln in lines), "the guest was restarted"
+    assert console.command("v", r"^VERIFY") == "VERIFY OK 16384"
+
+
+def test_cluster_comes_up_fast_with_working_fencing(cluster, cguests):
+    assert cluster.up_seconds < 60
+    before = cluster.init_pid(cluster.layout.host_named("h3"))
+    in_node(cguests, "h1", ["stonith_admin", "--reboot", "h3", "--timeout", "60"])
+    after = cluster.init_pid(cluster.layout.host_named("h3"))
+    assert after != before, "fencing did not power-cycle h3"
+    settle(cguests)
+
+
+def test_crmsh_recipe_and_node_standby_move_the_vm_live(cluster, cguests):
+    config = vm_config(cguests, "vmc")
+    recipe(cguests, "h1", "crmsh-virtualdomain.sh", {"VM": "vmc", "CONFIG": config})
+    src = wait_active(cguests, "vmc", lambda w: len(w) == 1)[0]
+    cguests.wait_booted("vmc", cguests.layout.host_named(src))
+    try:
+        with ServiceProbe(cguests.layout, cguests.spec("vmc").ip) as probe:
+            in_node(cguests, "h1", ["crm", "node", "standby", src])
+            dst = wait_active(cguests, "vmc", lambda w: len(w) == 1 and w[0] != src)[0]
+            settle(cguests)
+            service = probe.stop()
+        assert [h.name for h in cguests.locate("vmc")] == [dst]
+        assert service.connection_kept, service
+        moved_live(cguests, "vmc", src, 0)
+    finally:
+        in_node(cguests, "h1", ["crm", "node", "online", src])
+        in_node(cguests, "h1", ["crm", "resource", "stop", "vmc"])
+        settle(cguests)
+        in_node(cguests, "h1", ["crm", "configure", "delete", "vmc"])
+
+
+def test_pcs_recipe_and_resource_move(cluster, cguests):
+    config = vm_config(cguests, "vmp")
+    recipe(cguests, "h2", "pcs-virtualdomain.sh", {"VM": "vmp", "CONFIG": config})
+    src = wait_active(cguests, "vmp", lambda w: len(w) == 1)[0]
+    cguests.wait_booted("vmp", cguests.layout.host_named(src))
+    dst = next(h for h in ("h1", "h2", "h3") if h != src)
+    try:
+        in_node(cguests, "h2", ["pcs", "resource", "move", "vmp", dst])
+        wait_active(cguests, "vmp", lambda w: w == (dst,))
+        settle(cguests)
+        assert [h.name for h in cguests.locate("vmp")] == [dst]
+        moved_live(cguests, "vmp", src, 0)
+    finally:
+        in_node(cguests, "h2", ["pcs", "resource", "disable", "vmp", "--wait=60"])
+        in_node(cguests, "h2", ["pcs", "resource", "delete", "vmp"])
+
+
+def test_start_elsewhere_of_a_vm_left_running_migrates_it(cluster, cguests):
+    """The cluster stack leaves a node whose VM keeps running, and Pacemaker forgets it (a
+    resource cleanup): it then starts the VM on another node. The upstream agent boots a
+    second copy there; this agent finds the running one and migrates it."""
+    config = vm_config(cguests, "vms")
+    recipe(cguests, "h1", "crmsh-virtualdomain.sh", {"VM": "vms", "CONFIG": config})
+    home = wait_active(cguests, "vms", lambda w: len(w) == 1)[0]
+    cguests.wait_booted("vms", cguests.layout.host_named(home))
+    via = next(h for h in ("h1", "h2", "h3") if h != home)
+    try:
+        in_node(cguests, via, ["crm", "resource", "unmanage", "vms"])
+        settle(cguests, via)
+        cluster_pid = cluster.init_pid(cluster.layout.host_named(home))
+        os.kill(cluster_pid, 1)  # SIGHUP: the host's cluster stack stops, libvirtd stays
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and home in _online(cguests, via):
+            time.sleep(0.5)
+        assert [h.name for h in cguests.locate("vms")] == [home], "the VM must keep running"
+        in_node(cguests, via, ["crm", "resource", "cleanup", "vms"])
+        in_node(cguests, via, ["crm", "resource", "manage", "vms"])
+        new = wait_active(cguests, "vms", lambda w: len(w) == 1 and w[0] != home, via=via)[0]
+        settle(cguests, via)
+        assert [h.name for h in cguests.locate("vms")] == [new], "exactly one copy"
+        moved_live(cguests, "vms", home, 0)
+        log = cguests.layout.host_named(new).path("/var/log/pacemaker/pacemaker.log")
+        assert "live-migrating it here instead of starting a copy" in log.read_text()
+    finally:
+        os.kill(cluster.init_pid(cluster.layout.host_named(home)), 10)  # SIGUSR1: revive
+        in_node(cguests, via, ["crm", "resource", "stop", "vms"])
+        settle(cguests, via)
+        in_node(cguests, via, ["crm", "configure", "delete", "vms"])
+
+
+def _online(guests: Guests, via: str) -> tuple[str, ...]:
+    view = cluster_view(guests.lab.init_pid(guests.layout.host_named(via)))
+    return view.online if view else ()
