@@ -11,6 +11,8 @@ import click
 from perfplus_agent.bench.agent_bench import run_agent_bench
 from perfplus_agent.bench.environment import environment
 from perfplus_agent.bench.lab_bench import run_lab_bench
+from perfplus_agent.lab.demo import run_demo
+from perfplus_agent.lab.maintenance import format_report
 
 __all__ = ["bench"]
 
@@ -67,3 +69,17 @@ def bench_agent(rounds: int, json_path: Path | None) -> None:
     click.echo(f"perfplus bench agent: {rounds} runs per action (ms, process start included)")
     click.echo(_table(summary))
     _write_json(json_path, "agent", summary, asdict(result))
+
+
+@bench.command(name="maintenance")
+@click.option("--vms", default=8, show_default=True, help="Guests to evacuate from h1.")
+@click.option("--probe-hz", default=1000.0, show_default=True, help="Client ping rate.")
+@json_option
+def bench_maintenance(vms: int, probe_hz: float, json_path: Path | None) -> None:
+    """Node maintenance under Pacemaker: evacuation time, per-guest downtime and gap."""
+    report = run_demo(_say, vms=vms, name="benchmaint", probe_hz=probe_hz)
+    click.echo(format_report(report))
+    summary = {"evacuation_s": report.evacuation_s, "worst_downtime_ms": report.worst_downtime_ms,
+               "worst_service_gap_ms": report.worst_gap_ms, "all_live": report.all_live,
+               "target_worst_downtime_ms": 300}
+    _write_json(json_path, "maintenance", summary, asdict(report))

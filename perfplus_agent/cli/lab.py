@@ -11,12 +11,13 @@ import click
 
 from perfplus_agent.errors import UsageError
 from perfplus_agent.lab import network
-from perfplus_agent.lab.demo import format_table, run_demo
+from perfplus_agent.lab.demo import run_demo
 from perfplus_agent.lab.guests import Guests, parse_memory
 from perfplus_agent.lab.hosts import enter_argv
 from perfplus_agent.lab.image import build_image
 from perfplus_agent.lab.lab import Lab
 from perfplus_agent.lab.layout import DEFAULT_NAME, LabLayout
+from perfplus_agent.lab.maintenance import format_report
 from perfplus_agent.migration.jobstats import JobStats
 
 __all__ = ["lab"]
@@ -249,16 +250,10 @@ def migrate(name: str, vm_name: str, to: str, bandwidth: int, timeout: float) ->
 
 
 @lab.command()
-@click.option("--vms", default=3, show_default=True, help="Guests to evacuate from h1.")
-@click.option("--memory", default="256M", show_default=True)
+@click.option("--vms", default=8, show_default=True, help="Guests to evacuate from h1.")
 @click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")
-def demo(vms: int, memory: str, keep: bool) -> None:
-    """Bring up 3 hosts, start guests on h1, live-migrate them to h2, print the figures."""
+def demo(vms: int, keep: bool) -> None:
+    """A 3-node cluster, guests on h1, 'crm node standby h1': every guest moves live."""
     if not 1 <= vms <= 8:
         raise UsageError("--vms must be between 1 and 8")
-    reports = run_demo(_say, vms=vms, memory_mib=parse_memory(memory), keep=keep)
-    click.echo(format_table(reports))
-    worst = max(r.stats.downtime_ms or 0 for r in reports)
-    kept = sum(r.connection_kept for r in reports)
-    click.echo(f"\n{len(reports)} guests moved live, worst downtime {worst} ms, "
-               f"{kept}/{len(reports)} client connections kept")
+    click.echo(format_report(run_demo(_say, vms=vms, keep=keep)))

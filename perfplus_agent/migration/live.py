@@ -22,6 +22,9 @@ from perfplus_agent.migration.jobstats import JobStats
 __all__ = ["MigrationError", "MigrationRequest", "MigrationResult", "live_migrate"]
 
 DEFAULT_FLAGS = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
+# Reading completed-job statistics without KEEP_COMPLETED discards them: keep them for others.
+COMPLETED_KEPT = (libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED
+                  | libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED)
 
 
 class MigrationError(PerfplusError):
@@ -121,7 +124,7 @@ def live_migrate(
     stats = last
     if dest_conn is not None:
         try:
-            raw = dest_conn.lookupByName(name).jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+            raw = dest_conn.lookupByName(name).jobStats(COMPLETED_KEPT)
             stats = JobStats.from_libvirt(raw)
         except libvirt.libvirtError:
             pass  # keep the last sample from the source

@@ -9,15 +9,16 @@ from tests.conftest import perfplus
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_demo_moves_every_guest_live():
-    res = perfplus("lab", "demo", "--vms", "2")
+def test_demo_evacuates_eight_guests_live_under_pacemaker():
+    res = perfplus("lab", "demo", "--vms", "8", timeout=900)
     assert res.returncode == 0, res.stderr
     rows = [ln for ln in res.stdout.splitlines() if ln.startswith("vm")]
-    assert len(rows) == 2
+    assert len(rows) == 8, res.stdout
     for row in rows:
-        assert "h1->h2" in row and row.rstrip().endswith("yes  intact"), row
-    assert "2 guests moved live" in res.stdout
-    assert "2/2 client connections kept" in res.stdout
+        assert row.split()[1] in ("h2", "h3"), row
+        assert row.rstrip().endswith("yes      no  intact"), row
+    assert "8 guests evacuated in" in res.stdout
+    assert "8/8 connections kept" in res.stdout
     assert perfplus("lab", "status", "--name", "demo").stdout.strip() == "lab 'demo': not up"
 
 
