@@ -70,6 +70,7 @@ SHUTDOWN_MODES = {  # keys: params.SHUTDOWN_MODE_NAMES (a unit test keeps them e
 POLL_S = 0.25
 LIBVIRT_CALL_MAX_S = 10.0
 MONITOR_SCRIPT_MAX_S = 30.0
+SHUTDOWN_RESEND_S = 5.0
 
 
 class VirtualDomainAgent:
@@ -456,12 +457,19 @@ class VirtualDomainAgent:
         for mode in (self.params.shutdown_mode or "").split(","):
             if mode.strip():
                 flags |= SHUTDOWN_MODES[mode.strip()]
-        try:
-            self.hv.shutdown(name, flags)
-        except HypervisorError as exc:
-            log.warning("graceful shutdown of %s refused (%s): destroying it", name, exc)
-            return
-        state = self.wait_for(name, {DomainState.ABSENT}, self.deadline.remaining())
+        # The request is repeated: a guest that was still booting (or busy) when the first one
+        # came may have missed it, and a lost ACPI event would cost the whole stop timeout.
+        state = DomainState.RUNNING
+        while not self.deadline.expired():
+            try:
+                self.hv.shutdown(name, flags)
+            except HypervisorError as exc:
+                log.warning("graceful shutdown of %s refused (%s): destroying it", name, exc)
+                return
+            budget = min(SHUTDOWN_RESEND_S, self.deadline.remaining())
+            state = self.wait_for(name, {DomainState.ABSENT}, budget)
+            if state is DomainState.ABSENT:
+                return
         if state is not DomainState.ABSENT:
             log.warning("domain %s did not shut down within %.0f s: destroying it", name,
                         self.deadline.work_s)

@@ -162,3 +162,14 @@ def test_monitor_and_stop_with_libvirtd_stopped(guests, vm):
     finally:
         restart_libvirtd(guests, "h3")
     assert where(guests, "avm") == []
+
+
+def test_stop_right_after_start_still_shuts_down_gracefully(guests, vm):
+    """The first ACPI request reaches a guest that is still booting and is lost: the agent
+    repeats it instead of waiting for the escalation."""
+    assert run_agent(guests, "h2", "start", vm).rc == OK
+    res = run_agent(guests, "h2", "stop", vm, timeout_s=60)
+    assert res.rc == OK, res.stderr
+    assert "destroying" not in res.stderr
+    assert res.seconds < 20
+    assert where(guests, "avm") == []
