@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -52,16 +53,23 @@ def assert_nothing_left(layout: LabLayout) -> None:
             assert needle not in mounts, f"process {pid} still has a mount of the lab"
 
 
-@pytest.fixture(scope="session")
-def lab3() -> Iterator[Lab]:
-    """A 3-host lab shared by the tests of a session."""
-    lab = Lab(LabLayout.create(f"pt{os.getpid() % 10000}", 3))
-    lab.up()
+@contextlib.contextmanager
+def built_lab(name: str, hosts: int = 3, cluster: bool = False) -> Iterator[Lab]:
+    """A lab for the duration of a block; afterwards nothing of it may remain."""
+    lab = Lab(LabLayout.create(name, hosts))
+    lab.up(cluster=cluster)
     try:
         yield lab
     finally:
         lab.down()
         assert_nothing_left(lab.layout)
+
+
+@pytest.fixture(scope="session")
+def lab3() -> Iterator[Lab]:
+    """A 3-host lab shared by the tests of a session."""
+    with built_lab(f"pt{os.getpid() % 10000}") as lab:
+        yield lab
 
 
 @pytest.fixture

@@ -46,10 +46,15 @@ def bench() -> None:
 def bench_lab(rounds: int, json_path: Path | None) -> None:
     """Lab up (3 hosts), guest boot to workload, 256 MiB idle-guest migration."""
     result = run_lab_bench(_say, rounds=rounds)
-    summary = result.summary()
-    click.echo(f"perfplus bench lab: {rounds} rounds, accelerator {result.accel}")
+    _report("lab", f"{rounds} rounds, accelerator {result.accel}", result.summary(),
+            asdict(result), json_path)
+
+
+def _report(name: str, title: str, summary: dict, samples: dict, json_path: Path | None) -> None:
+    """Print a benchmark's summary table and write everything as JSON when asked."""
+    click.echo(f"perfplus bench {name}: {title}")
     click.echo(_table(summary))
-    _write_json(json_path, "lab", summary, asdict(result))
+    _write_json(json_path, name, summary, samples)
 
 
 def _write_json(path: Path | None, name: str, summary: dict, samples: dict) -> None:
@@ -65,10 +70,8 @@ def _write_json(path: Path | None, name: str, summary: dict, samples: dict) -> N
 def bench_agent(rounds: int, json_path: Path | None) -> None:
     """The agent's own time per action (meta-data, monitor, probe), libvirt excluded."""
     result = run_agent_bench(_say, rounds=rounds)
-    summary = result.summary()
-    click.echo(f"perfplus bench agent: {rounds} runs per action (ms, process start included)")
-    click.echo(_table(summary))
-    _write_json(json_path, "agent", summary, asdict(result))
+    _report("agent", f"{rounds} runs per action (ms, process start included)",
+            result.summary(), asdict(result), json_path)
 
 
 @bench.command(name="maintenance")

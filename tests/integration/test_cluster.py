@@ -9,10 +9,8 @@ import pytest
 
 from perfplus_agent.lab.cluster_status import cluster_view
 from perfplus_agent.lab.guests import Guests
-from perfplus_agent.lab.lab import Lab
-from perfplus_agent.lab.layout import LabLayout
 from perfplus_agent.lab.service_probe import ServiceProbe
-from tests.conftest import assert_nothing_left
+from tests.conftest import built_lab
 from tests.integration.cluster_support import (
     in_node,
     recipe,
@@ -26,15 +24,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def cluster():
-    lab = Lab(LabLayout.create(f"pc{os.getpid() % 1000}", 3))
     t0 = time.monotonic()
-    lab.up(cluster=True)
-    lab.up_seconds = time.monotonic() - t0
-    try:
+    with built_lab(f"pc{os.getpid() % 1000}", cluster=True) as lab:
+        lab.up_seconds = time.monotonic() - t0
         yield lab
-    finally:
-        lab.down()
-        assert_nothing_left(lab.layout)
 
 
 @pytest.fixture
