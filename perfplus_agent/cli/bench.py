@@ -11,6 +11,7 @@ import click
 from perfplus_agent.bench.agent_bench import run_agent_bench
 from perfplus_agent.bench.environment import environment
 from perfplus_agent.bench.lab_bench import run_lab_bench
+from perfplus_agent.cli.lab import method_option
 from perfplus_agent.lab.demo import run_demo
 from perfplus_agent.lab.maintenance import format_report
 
@@ -77,10 +78,11 @@ def bench_agent(rounds: int, json_path: Path | None) -> None:
 @bench.command(name="maintenance")
 @click.option("--vms", default=8, show_default=True, help="Guests to evacuate from h1.")
 @click.option("--probe-hz", default=1000.0, show_default=True, help="Client ping rate.")
+@method_option
 @json_option
-def bench_maintenance(vms: int, probe_hz: float, json_path: Path | None) -> None:
+def bench_maintenance(vms: int, probe_hz: float, method: str, json_path: Path | None) -> None:
     """Node maintenance under Pacemaker: evacuation time, per-guest downtime and gap."""
-    report = run_demo(_say, vms=vms, name="benchmaint", probe_hz=probe_hz)
+    report = run_demo(_say, vms=vms, name="benchmaint", probe_hz=probe_hz, method=method)
     click.echo(format_report(report))
     summary = {"evacuation_s": report.evacuation_s, "worst_downtime_ms": report.worst_downtime_ms,
                "worst_service_gap_ms": report.worst_gap_ms, "all_live": report.all_live,

@@ -17,7 +17,7 @@ from perfplus_agent.lab.hosts import enter_argv
 from perfplus_agent.lab.image import build_image
 from perfplus_agent.lab.lab import Lab
 from perfplus_agent.lab.layout import DEFAULT_NAME, LabLayout
-from perfplus_agent.lab.maintenance import format_report
+from perfplus_agent.lab.maintenance import METHODS, format_report
 from perfplus_agent.migration.jobstats import JobStats
 
 __all__ = ["lab"]
@@ -249,11 +249,17 @@ def migrate(name: str, vm_name: str, to: str, bandwidth: int, timeout: float) ->
     click.echo(f"  iterations      {s.memory_iteration}")
 
 
+method_option = click.option(
+    "--method", type=click.Choice(list(METHODS)), default="crm node standby h1",
+    show_default=True, help="How h1 is emptied.")
+
+
 @lab.command()
 @click.option("--vms", default=8, show_default=True, help="Guests to evacuate from h1.")
+@method_option
 @click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")
-def demo(vms: int, keep: bool) -> None:
+def demo(vms: int, method: str, keep: bool) -> None:
     """A 3-node cluster, guests on h1, 'crm node standby h1': every guest moves live."""
     if not 1 <= vms <= 8:
         raise UsageError("--vms must be between 1 and 8")
-    click.echo(format_report(run_demo(_say, vms=vms, keep=keep)))
+    click.echo(format_report(run_demo(_say, vms=vms, keep=keep, method=method)))

@@ -18,13 +18,14 @@ from perfplus_agent.lab.maintenance import EvacuationReport, run_maintenance
 __all__ = ["run_demo"]
 
 
-def run_demo(say: Callable[[str], None], vms: int = 8, name: str = "demo",
-             keep: bool = False, probe_hz: float = 200.0) -> EvacuationReport:
+def run_demo(say: Callable[[str], None], *, vms: int = 8, name: str = "demo",
+             keep: bool = False, probe_hz: float = 200.0,
+             method: str = "crm node standby h1") -> EvacuationReport:
     """Run the demo; the lab is removed afterwards unless ``keep``."""
     lab = Lab(LabLayout.create(name, 3), say=say)
     lab.up(cluster=True)
     try:
-        return run_maintenance(lab, say, vms=vms, probe_hz=probe_hz)
+        return run_maintenance(lab, say, vms=vms, probe_hz=probe_hz, method=method)
     finally:
         if keep:
             say(f"lab {name!r} kept: 'perfplus lab down --name {name}' removes it")

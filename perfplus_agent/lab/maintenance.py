@@ -5,6 +5,8 @@ gives per-guest downtime and service gap and the evacuation time."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from perfplus_agent.libvirt_conn import open_connection
 from perfplus_agent.migration.live import COMPLETED_KEPT
 from perfplus_agent.proc import run
 
-__all__ = ["EvacuationReport", "GuestMove", "format_report", "run_maintenance"]
+__all__ = ["METHODS", "EvacuationReport", "GuestMove", "format_report", "run_maintenance"]
 
 WORKLOAD = "-m 32 -r 500 -s 0.5 -i 0.5"
 SETTLE_TIMEOUT = 180.0
@@ -109,9 +111,36 @@ def _downtime(guests: Guests, vm: str, host: str) -> int | None:
         conn.close()
 
 
+def _targets(names: list[str]) -> list[tuple[str, str]]:
+    """Each guest with the node a move command sends it to (spread over h2 and h3)."""
+    return [(vm, "h2" if i % 2 == 0 else "h3") for i, vm in enumerate(names)]
+
+
+def _stack_stop(lab: Lab, _names: list[str]) -> None:
+    """Stop h1's cluster stack (its guests keep running): Pacemaker moves them first."""
+    os.kill(lab.init_pid(lab.layout.host_named("h1")), signal.SIGHUP)
+
+
+# How an administrator empties h1, as the commands they would type (run on h2).
+METHODS: dict[str, Callable[[Lab, list[str]], None]] = {
+    "crm node standby h1": lambda lab, _n: _crm(lab, ["crm", "node", "standby", "h1"]),
+    "pcs node standby h1": lambda lab, _n: _crm(lab, ["pcs", "node", "standby", "h1"]),
+    "crm resource move": lambda lab, names: [
+        _crm(lab, ["crm", "resource", "move", vm, to]) for vm, to in _targets(names)],
+    "pcs resource move": lambda lab, names: [
+        _crm(lab, ["pcs", "resource", "move-with-constraint", vm, to])
+        for vm, to in _targets(names)],
+    "cluster stack stop on h1": _stack_stop,
+}
+
+
 def run_maintenance(lab: Lab, say: Callable[[str], None], vms: int = 8,
-                    probe_hz: float = 1000.0) -> EvacuationReport:
-    """Evacuate h1 of a cluster lab with ``crm node standby`` and report every guest."""
+                    probe_hz: float = 1000.0,
+                    method: str = "crm node standby h1") -> EvacuationReport:
+    """Evacuate h1 of a cluster lab with ``method`` (a key of METHODS); report every guest."""
+    if method not in METHODS:
+        raise PerfplusError(f"unknown evacuation method {method!r}; known: "
+                            + ", ".join(METHODS))
     guests = Guests(lab)
     names = [f"vm{i}" for i in range(1, vms + 1)]
     _crm(lab, ["crm", "configure", "rsc_defaults", "resource-stickiness=100"])
@@ -132,9 +161,9 @@ def run_maintenance(lab: Lab, say: Callable[[str], None], vms: int = 8,
     probes = {vm: ServiceProbe(lab.layout, guests.spec(vm).ip, rate_hz=probe_hz).start(0.2)
               for vm in names}
     try:
-        say("crm node standby h1")
+        say(method)
         t0 = time.monotonic()
-        _crm(lab, ["crm", "node", "standby", "h1"])
+        METHODS[method](lab, names)
         _wait(lab, names, lambda w: len(w) == 1 and w[0] != "h1", "moved off h1")
         _crm(lab, ["crm_resource", "--wait", "--timeout=120s"], timeout=180)
         evacuation = time.monotonic() - t0
@@ -154,7 +183,7 @@ def run_maintenance(lab: Lab, say: Callable[[str], None], vms: int = 8,
             restarted=any("PERFPLUS-GUEST BOOTED" in ln for ln in lines),
             memory_intact=console.command("v", r"^VERIFY").startswith("VERIFY OK"),
         ))
-    return EvacuationReport(moves, evacuation, "crm node standby h1")
+    return EvacuationReport(moves, evacuation, method)
 
 
 def format_report(report: EvacuationReport) -> str:

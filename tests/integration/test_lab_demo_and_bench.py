@@ -45,3 +45,16 @@ def test_bench_agent_measures_each_action(tmp_path):
         row = summary[f"{action} overhead ms"]
         assert row["runs"] == 3
         assert 0 < row["min"] <= row["median"] <= row["max"] < 5000
+
+
+@pytest.mark.parametrize("method", ["pcs node standby h1", "crm resource move",
+                                    "pcs resource move", "cluster stack stop on h1"])
+def test_every_evacuation_method_moves_guests_live(method):
+    res = perfplus("lab", "demo", "--vms", "2", "--method", method, timeout=600)
+    assert res.returncode == 0, res.stderr
+    rows = [ln for ln in res.stdout.splitlines() if ln.startswith("vm")]
+    assert len(rows) == 2, res.stdout
+    for row in rows:
+        assert row.split()[1] in ("h2", "h3") and row.rstrip().endswith("yes      no  intact")
+    assert f"{method}: 2 guests evacuated in" in res.stdout
+    assert "2/2 connections kept" in res.stdout
