@@ -20,10 +20,12 @@ from perfplus_agent.lab import netns, network, preflight
 from perfplus_agent.lab.cluster_config import prepare_cluster
 from perfplus_agent.lab.cluster_status import wait_online
 from perfplus_agent.lab.host_config import prepare_host_dirs
-from perfplus_agent.lab.hosts import kill_host, start_host, wait_libvirt
+from perfplus_agent.lab.hostinit import CLEAN_PATH
+from perfplus_agent.lab.hosts import enter_argv, kill_host, start_host, wait_libvirt
 from perfplus_agent.lab.layout import HostLayout, LabLayout
 from perfplus_agent.lab.state import HostRecord, LabRecord, lab_lock, load_record, save_record
 from perfplus_agent.libvirt_conn import open_connection
+from perfplus_agent.proc import run
 from perfplus_agent.qemu.tcgfix import wrapper_path
 
 __all__ = ["HostStatus", "Lab"]
@@ -68,6 +70,13 @@ class Lab:
         if rec is None or rec.init_pid is None or not netns.pid_in_netns(rec.init_pid, host.netns):
             raise PerfplusError(f"host {host.name} is down")
         return rec.init_pid
+
+    def run_in(self, host_name: str, argv: list[str], *, env: dict[str, str] | None = None,
+               timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` inside a host (all its namespaces), with the host's clean PATH."""
+        pid = self.init_pid(self.layout.host_named(host_name))
+        return run(enter_argv(pid, argv), timeout=timeout, check=check,
+                   env={"PATH": CLEAN_PATH, **(env or {})})
 
     def status(self) -> list[HostStatus]:
         record = self.record()

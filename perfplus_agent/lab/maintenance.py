@@ -17,14 +17,11 @@ from perfplus_agent.errors import PerfplusError
 from perfplus_agent.lab.cluster_status import cluster_view
 from perfplus_agent.lab.guest_xml import guest_xml
 from perfplus_agent.lab.guests import Guests
-from perfplus_agent.lab.hostinit import CLEAN_PATH
-from perfplus_agent.lab.hosts import enter_argv
 from perfplus_agent.lab.lab import Lab
 from perfplus_agent.lab.ocf_exec import LAB_AGENT_PARAMS
 from perfplus_agent.lab.service_probe import ServiceProbe
 from perfplus_agent.libvirt_conn import open_connection
 from perfplus_agent.migration.live import COMPLETED_KEPT
-from perfplus_agent.proc import run
 
 __all__ = ["METHODS", "EvacuationReport", "GuestMove", "format_report", "run_maintenance"]
 
@@ -66,8 +63,7 @@ class EvacuationReport:
 
 
 def _crm(lab: Lab, argv: list[str], timeout: float = 120.0) -> str:
-    pid = lab.init_pid(lab.layout.host_named("h2"))  # h1 is the node being evacuated
-    return run(enter_argv(pid, argv), timeout=timeout, env={"PATH": CLEAN_PATH}).stdout
+    return lab.run_in("h2", argv, timeout=timeout).stdout  # h1 is the node being evacuated
 
 
 def _define(lab: Lab, guests: Guests, vm: str, say: Callable[[str], None]) -> None:

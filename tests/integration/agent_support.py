@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 from perfplus_agent.lab import netns
 from perfplus_agent.lab.guest_xml import guest_xml
 from perfplus_agent.lab.guests import Guests
-from perfplus_agent.lab.hostinit import CLEAN_PATH
-from perfplus_agent.lab.hosts import enter_argv, wait_libvirt
+from perfplus_agent.lab.hosts import wait_libvirt
 from perfplus_agent.lab.ocf_exec import LAB_AGENT_PARAMS, OcfRun, run_ocf
 
 LAB_PARAMS = {
@@ -92,6 +90,5 @@ def restart_libvirtd(guests: Guests, host: str, timeout_s: float = 30.0) -> None
     layout_host = guests.layout.host_named(host)
     pid = guests.lab.init_pid(layout_host)
     layout_host.libvirt_socket.unlink(missing_ok=True)
-    subprocess.run(enter_argv(pid, ["libvirtd", "--listen", "--daemon"]), check=True,
-                   timeout=timeout_s, env={"PATH": CLEAN_PATH})
+    guests.lab.run_in(host, ["libvirtd", "--listen", "--daemon"], timeout=timeout_s)
     wait_libvirt(layout_host, pid, timeout_s)

@@ -9,8 +9,6 @@ from pathlib import Path
 from perfplus_agent.lab.cluster_status import cluster_view
 from perfplus_agent.lab.guest_xml import guest_xml
 from perfplus_agent.lab.guests import Guests
-from perfplus_agent.lab.hostinit import CLEAN_PATH
-from perfplus_agent.lab.hosts import enter_argv
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -18,9 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 def in_node(guests: Guests, host: str, argv: list[str], env: dict[str, str] | None = None,
             timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` inside cluster node ``host``; raise with its output when it fails."""
-    pid = guests.lab.init_pid(guests.layout.host_named(host))
-    res = subprocess.run(enter_argv(pid, argv), env={"PATH": CLEAN_PATH, **(env or {})},
-                         capture_output=True, text=True, timeout=timeout, check=False)
+    res = guests.lab.run_in(host, argv, env=env, timeout=timeout, check=False)
     if res.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} on {host} exited {res.returncode}: "
                              f"{res.stdout}{res.stderr}")
