@@ -1,0 +1,79 @@
+"""Type hints of the Perf+ C core (perfplus_agent/perfplus_c/*.c, *.cc)."""
+
+Buffer = bytes | bytearray | memoryview
+
+PAGE_SIZE: int
+TAG_SIZE: int
+ABI: int
+ALGORITHMS: tuple[str, ...]
+DEFAULT_ALGORITHM: str
+HIGHWAYHASH_TARGET: str
+NEED_MORE: int
+EOS: int
+UNSUPPORTED: int
+MALFORMED: int
+
+class UnsupportedStream(ValueError):
+    """A migration stream this filter cannot handle safely."""
+
+def key_size(algorithm: str) -> int:
+    """Key bytes of an algorithm: 32 (highwayhash), 16 (siphash), 0 (md5)."""
+
+def new_key(algorithm: str) -> bytes:
+    """A fresh random key of the algorithm's size (getrandom)."""
+
+def hash_pages(algorithm: str, key: Buffer, pages: Buffer) -> bytes:
+    """16 raw hash bytes per 4096-byte page (no valid bit); the GIL is released."""
+
+def copy_pages(dst: Buffer, src: Buffer) -> None:
+    """memcpy(dst, src) of equal lengths without the GIL: the benchmark's reference."""
+
+def _hash_bytes(algorithm: str, key: Buffer, data: Buffer) -> bytes:
+    """16 raw hash bytes of data of any length (tests)."""
+
+def _highwayhash(key: Buffer, data: Buffer, target: str, bits: int) -> bytes | int:
+    """One shim's HighwayHash (bits 128 → bytes, 64 → int) or the library's HighwayHash64
+    (bits 0) (tests)."""
+
+class Filter:
+    """The tag tables of one migration session: one 16-byte slot per guest page."""
+
+    def __init__(self, algorithm: str, key: Buffer) -> None: ...
+    def add_block(self, idstr: Buffer, length: int) -> int:
+        """Register a RAMBlock (length rounded up to pages); returns its index."""
+    def block_index(self, idstr: Buffer) -> int:
+        """Index of a registered block, -1 if unknown."""
+    @property
+    def blocks(self) -> list[tuple[bytes, int]]:
+        """Registered blocks as (idstr, rounded length)."""
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held by all tag tables."""
+    def filter(self, block: int, offsets: Buffer, pages: Buffer) -> bytes:
+        """Keep mask (1 forward, 0 drop) of n pages at n be64 offsets; validates first."""
+    def invalidate(self, block: int, offsets: Buffer) -> None:
+        """Forget the tags of the pages at these be64 offsets."""
+    def invalidate_all(self) -> None:
+        """Forget every tag."""
+    def filter_multifd(self, packet: Buffer, payload: Buffer) -> tuple[bytes, bytes, int, int]:
+        """Filter one QEMU 7.2 multifd packet: (new_packet, kept_payload, kept, dropped)."""
+
+class RamRewriter:
+    """The main channel's RAM records of one migration, filtered and re-emitted canonically."""
+
+    def __init__(self, filter: Filter, *, postcopy_page_size: bool = False,
+                 ignore_shared: bool = False) -> None: ...
+    def feed(self, data: Buffer) -> tuple[bytes, int, int]:
+        """Rewrite the complete records at data's start: (out, consumed, status)."""
+    @property
+    def diverged(self) -> bool:
+        """True when the source's last named block differs from the last block emitted."""
+    @property
+    def counters(self) -> dict[str, int]:
+        """Cumulative counters (records, pages_seen, pages_forwarded, ...)."""
+    @property
+    def last_error(self) -> str | None:
+        """Why the last feed returned UNSUPPORTED or MALFORMED, or None."""
+    @property
+    def filter(self) -> Filter:
+        """The Filter this rewriter uses."""
