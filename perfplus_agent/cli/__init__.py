@@ -10,6 +10,7 @@ import click
 from perfplus_agent import __version__
 from perfplus_agent.cli.agents import install_agents_command
 from perfplus_agent.cli.bench import bench
+from perfplus_agent.cli.daemon import daemon
 from perfplus_agent.cli.lab import lab
 from perfplus_agent.errors import PerfplusError
 
@@ -30,6 +31,7 @@ def cli(verbose: bool) -> None:
 cli.add_command(lab)
 cli.add_command(bench)
 cli.add_command(install_agents_command)
+cli.add_command(daemon)
 
 
 def main() -> None:
