@@ -56,4 +56,17 @@ def wait_active(guests: Guests, resource: str, predicate, timeout: float = 90.0,
         if predicate(where):
             return where
         time.sleep(0.5)
-    raise AssertionError(f"{resource} is active on {where} after {timeout:.0f} s")
+    raise AssertionError(f"{resource} is active on {where} after {timeout:.0f} s\n"
+                         + diagnose(guests, resource, via))
+
+
+def diagnose(guests: Guests, resource: str, via: str = "h1", lines: int = 40) -> str:
+    """What the cluster and every node's log say about ``resource``: for failure messages."""
+    status = guests.lab.run_in(via, ["crm_mon", "-1", "-r", "-f"], timeout=30, check=False)
+    parts = [f"crm_mon on {via}:\n{status.stdout}{status.stderr}"]
+    for host in guests.layout.all_hosts():
+        log = host.path("/var/log/pacemaker/pacemaker.log")
+        text = log.read_text(errors="replace") if log.exists() else ""
+        hits = [line for line in text.splitlines() if resource in line][-lines:]
+        parts.append(f"{host.name} pacemaker.log ({resource}):\n" + "\n".join(hits))
+    return "\n".join(parts)
