@@ -68,6 +68,7 @@ class ServerConfig:
     libvirt_uri: str = "qemu:///system"
     max_migrations: int = 4  # outgoing, and separately incoming
     max_connections: int = 32  # control connections being served at once
+    handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S  # a peer that does not authenticate
     request_timeout_s: float = 60.0  # an idle control connection is closed after this
     drain_timeout_s: float = 10.0  # after libvirt's success, wait this for channels to end
     relay: RelayConfig = field(default_factory=RelayConfig)
@@ -173,7 +174,7 @@ class DaemonServer:
             tune(sock)
             try:
                 channel = accept_secure(sock, self.key, self.config.request_timeout_s,
-                                        HANDSHAKE_TIMEOUT_S)
+                                        self.config.handshake_timeout_s)
             except HandshakeError as exc:
                 log.warning("refused connection from %s: %s", who, exc)
                 return
