@@ -10,6 +10,8 @@ import click
 
 from perfplus_agent.bench.agent_bench import run_agent_bench
 from perfplus_agent.bench.environment import environment
+from perfplus_agent.bench.filter_bench import format_table as format_filter_table
+from perfplus_agent.bench.filter_bench import run_filter_bench
 from perfplus_agent.bench.lab_bench import run_lab_bench
 from perfplus_agent.cli.lab import method_option
 from perfplus_agent.lab.demo import run_demo
@@ -88,3 +90,17 @@ def bench_maintenance(vms: int, probe_hz: float, method: str, json_path: Path | 
                "worst_service_gap_ms": report.worst_gap_ms, "all_live": report.all_live,
                "target_worst_downtime_ms": 300}
     _write_json(json_path, "maintenance", summary, asdict(report))
+
+
+@bench.command(name="filter")
+@click.option("--rounds", default=3, show_default=True, help="Repetitions of each measurement.")
+@click.option("--large-mib", default=1024, show_default=True,
+              help="Size of the memory-bound working set.")
+@json_option
+def bench_filter(rounds: int, large_mib: int, json_path: Path | None) -> None:
+    """Perf+ filter GB/s per core per algorithm (hot and large sets), memcpy alongside."""
+    result = run_filter_bench(_say, rounds=rounds, large_mib=large_mib)
+    click.echo(f"perfplus bench filter: {rounds} rounds, HighwayHash {result.highwayhash_target}, "
+               f"hot {result.hot_bytes // 1024} KiB, large {result.large_bytes >> 20} MiB")
+    click.echo(format_filter_table(result))
+    _write_json(json_path, "filter", result.summary(), asdict(result))
