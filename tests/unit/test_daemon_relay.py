@@ -159,13 +159,14 @@ def test_channels_arrive_in_order_both_directions(dest):
     assert all(c["clean"] and c["frames_sent"] >= 3 for c in stats["channels"])
 
 
+MADE = []
+
+
 class DropX:
     """Drops every b"x" and appends a trailer at the end; records how it was made."""
 
-    made = []
-
     def __init__(self, first, index):
-        self.made.append((first, index))
+        MADE.append((first, index))
 
     def feed(self, chunk):
         return chunk.replace(b"x", b"")
@@ -178,7 +179,7 @@ def test_transform_drops_bytes_and_sees_first_bytes(dest):
     port = free_port()
     session = prepare(dest, port, 1)
     qemu = FakeDestQemu(port)
-    DropX.made = []
+    MADE.clear()
     relay = source_relay(dest.address, session, port, 1, DropX)
     s0 = qemu_connect(port, b"QE")  # first bytes split across reads
     time.sleep(0.1)
@@ -191,7 +192,7 @@ def test_transform_drops_bytes_and_sees_first_bytes(dest):
     assert relay.wait(10)
     relay.close()
     qemu.close()
-    assert DropX.made == [(b"QEVM", 0), (MAGIC_MULTIFD, 1)]
+    assert MADE == [(b"QEVM", 0), (MAGIC_MULTIFD, 1)]
     assert bytes(qemu.received[0]) == b"QE" + b"VMab" * 1000 + b"<end>"
     assert bytes(qemu.received[1]) == MAGIC_MULTIFD + b"y<end>"
     ch = relay.stats()["channels"]
