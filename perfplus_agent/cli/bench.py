@@ -12,6 +12,7 @@ from perfplus_agent.bench.agent_bench import run_agent_bench
 from perfplus_agent.bench.environment import environment
 from perfplus_agent.bench.filter_bench import format_table as format_filter_table
 from perfplus_agent.bench.filter_bench import run_filter_bench
+from perfplus_agent.bench.fuzz_targets import run_fuzz
 from perfplus_agent.bench.lab_bench import run_lab_bench
 from perfplus_agent.cli.lab import method_option
 from perfplus_agent.lab.demo import run_demo
@@ -104,3 +105,21 @@ def bench_filter(rounds: int, large_mib: int, json_path: Path | None) -> None:
                f"hot {result.hot_bytes // 1024} KiB, large {result.large_bytes >> 20} MiB")
     click.echo(format_filter_table(result))
     _write_json(json_path, "filter", result.summary(), asdict(result))
+
+
+@bench.command(name="fuzz")
+@click.option("--runs", default=1_000_000, show_default=True, help="Inputs per target.")
+@json_option
+def bench_fuzz(runs: int, json_path: Path | None) -> None:
+    """Fuzz the Perf+ C core (RamRewriter.feed, filter_multifd): executions and crashes."""
+    results = run_fuzz(_say, runs=runs)
+    click.echo(f"perfplus bench fuzz: {runs} runs per target")
+    click.echo(f"{'target':10} {'driver':8} {'executions':>11} {'crashes':>8} {'seconds':>8}")
+    for r in results:
+        click.echo(f"{r.target:10} {r.driver:8} {r.executions:11} {r.crashes:8} {r.seconds:8}")
+        if r.detail:
+            click.echo(r.detail)
+    summary = {r.target: {"executions": r.executions, "crashes": r.crashes} for r in results}
+    _write_json(json_path, "fuzz", summary, {"runs": [asdict(r) for r in results]})
+    if any(r.crashes for r in results):
+        raise SystemExit(1)

@@ -221,7 +221,7 @@ static PyObject *Filter_filter_multifd(FilterObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*y*:filter_multifd", &pkt, &payload))
         return NULL;
     if (pp_multifd_parse(pkt.buf, (size_t)pkt.len, (size_t)payload.len, &p, why, sizeof why)) {
-        PyErr_SetString(pp_UnsupportedStream, why);
+        PyErr_Format(pp_UnsupportedStream, "%s", why); /* %s decodes with "replace" */
         goto out;
     }
     if (p.normal_pages > 0) {
@@ -233,7 +233,7 @@ static PyObject *Filter_filter_multifd(FilterObject *self, PyObject *args)
         }
         b = pp_filter_block(self->f, bi);
         if (pp_multifd_check_offsets(pkt.buf, &p, b, why, sizeof why)) {
-            PyErr_SetString(pp_UnsupportedStream, why);
+            PyErr_Format(pp_UnsupportedStream, "%s", why); /* %s decodes with "replace" */
             goto out;
         }
     }

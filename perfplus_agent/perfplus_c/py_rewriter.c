@@ -117,7 +117,8 @@ static PyObject *RamRewriter_get_error(RamRewriterObject *self, void *closure)
     (void)closure;
     if (self->r.why[0] == '\0')
         Py_RETURN_NONE;
-    return PyUnicode_FromString(self->r.why);
+    /* idstrs from the stream need not be UTF-8 */
+    return PyUnicode_DecodeUTF8(self->r.why, (Py_ssize_t)strlen(self->r.why), "backslashreplace");
 }
 
 static PyObject *RamRewriter_get_filter(RamRewriterObject *self, void *closure)
