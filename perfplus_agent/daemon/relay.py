@@ -312,7 +312,8 @@ class RelaySession:
         deadline = time.monotonic() + timeout
         for ch in list(self.channels):
             for thread in ch.threads:
-                thread.join(max(0.0, deadline - time.monotonic()))
+                if thread.is_alive():  # started and running
+                    thread.join(max(0.0, deadline - time.monotonic()))
 
     def wait(self, timeout: float) -> bool:
         """True once every channel ended cleanly (False: timed out, or aborted)."""
@@ -441,9 +442,9 @@ class SourceRelay(RelaySession):
                     tune(conn, self.config.sockbuf)
                     secure = self._open_upstream(index)
                 except (ChannelError, HandshakeError, ProtocolError, OSError) as exc:
-                    conn.close()
                     self.abort(f"channel {index}: cannot open the data channel to the "
                                f"destination daemon: {exc}")
+                    conn.close()
                     return
                 if self.stopping:
                     conn.close()
