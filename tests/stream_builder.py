@@ -30,6 +30,9 @@ class GuestStream:
     memory: dict[tuple[bytes, int], bytes] = field(default_factory=dict)
     main: bytearray = field(default_factory=bytearray)
     multifd: list[bytearray] = field(default_factory=list)
+    duplicate_boundaries: bool = False  # like QEMU 7.2: a full batch's last page is sent
+    # again as the next batch's first, on the next channel, and the guest may write between
+    redirty: set[tuple[bytes, int]] = field(default_factory=set)
     _last_block: bytes | None = None
     _packet_num: int = 0
     _next_channel: int = 0
@@ -97,7 +100,13 @@ class GuestStream:
             elif self.channels:
                 if (batch and batch[0][0] != block) or len(batch) == PACKET_PAGES:
                     self._packet(batch)
+                    carry = batch[-1]
                     batch = []
+                    if self.duplicate_boundaries and carry[0] == block:
+                        if self.rnd.random() < 0.5:  # the guest writes it between the copies
+                            self.write(carry[0], carry[1] // PAGE, "new")
+                            self.redirty.add(carry[:2])
+                        batch.append((carry[0], carry[1], self.page(carry[0], carry[1])))
                 batch.append((block, off, content))
             else:
                 self.main += self._hdr(block, off, PAGEF) + content
@@ -124,6 +133,11 @@ class GuestStream:
         head += bytes(32) + block.ljust(256, b"\0") + struct.pack(f">{PACKET_PAGES}Q", *offsets)
         self.multifd[channel] += head + b"".join(c for _, _, c in batch)
 
+    def _dirty(self, pages: set[tuple[bytes, int]]) -> set[tuple[bytes, int]]:
+        pages |= self.redirty
+        self.redirty = set()
+        return pages
+
     def _sync(self) -> None:
         for i in range(self.channels):
             self._packet([], sync=True, channel=i)
@@ -140,6 +154,6 @@ class GuestStream:
         everything = {(b, i * PAGE) for b, n in self.blocks.items() for i in range(n)}
         self.section(everything)
         for _ in range(iterations):
-            self.section(self.random_writes(writes, same, zero))
-        self.section(self.random_writes(writes // 4, same, zero), end=True)
+            self.section(self._dirty(self.random_writes(writes, same, zero)))
+        self.section(self._dirty(self.random_writes(writes // 4, same, zero)), end=True)
         self.finish()

@@ -49,14 +49,21 @@ class Filter:
     @property
     def memory_bytes(self) -> int:
         """Bytes held by all tag tables."""
-    def filter(self, block: int, offsets: Buffer, pages: Buffer) -> bytes:
-        """Keep mask (1 forward, 0 drop) of n pages at n be64 offsets; validates first."""
-    def invalidate(self, block: int, offsets: Buffer) -> None:
+    def filter(self, block: int, offsets: Buffer, pages: Buffer, *, channel: int = 0,
+               interval: int = 0) -> bytes:
+        """Keep mask (1 forward, 0 drop) of n pages at n be64 offsets, carried by multifd
+        ``channel`` (0..12, or 15 = main) in barrier ``interval``; validates first. A page
+        that another channel carried in the same interval with other content loses its tag
+        (the destination applies channels in any order)."""
+    def invalidate(self, block: int, offsets: Buffer, *, channel: int = 15,
+                   interval: int = 0) -> None:
         """Forget the tags of the pages at these be64 offsets."""
     def invalidate_all(self) -> None:
         """Forget every tag."""
-    def filter_multifd(self, packet: Buffer, payload: Buffer) -> tuple[bytes, bytes, int, int]:
-        """Filter one QEMU 7.2 multifd packet: (new_packet, kept_payload, kept, dropped)."""
+    def filter_multifd(self, packet: Buffer, payload: Buffer, *, channel: int = 0,
+                       interval: int = 0) -> tuple[bytes, bytes, int, int]:
+        """Filter one QEMU 7.2 multifd packet of ``channel`` in barrier ``interval``:
+        (new_packet, kept_payload, kept, dropped)."""
 
 class RamRewriter:
     """The main channel's RAM records of one migration, filtered and re-emitted canonically."""

@@ -10,6 +10,10 @@ int pp_filter_init(pp_filter *f, int alg, const uint8_t *key, size_t keylen)
         return PP_ERR_ARGUMENT;
     if (pthread_mutex_init(&f->lock, NULL) != 0)
         return PP_ERR_NOMEM;
+    if (pthread_mutex_init(&f->pages, NULL) != 0) {
+        pthread_mutex_destroy(&f->lock);
+        return PP_ERR_NOMEM;
+    }
     return PP_OK;
 }
 
@@ -17,11 +21,13 @@ void pp_filter_destroy(pp_filter *f)
 {
     for (int i = 0; i < f->nblocks; i++) {
         free(f->blocks[i]->tags);
+        free(f->blocks[i]->stamps);
         free(f->blocks[i]);
         f->blocks[i] = NULL;
     }
     f->nblocks = 0;
     pthread_mutex_destroy(&f->lock);
+    pthread_mutex_destroy(&f->pages);
     memset(&f->hasher, 0, sizeof f->hasher);
 }
 
@@ -79,15 +85,19 @@ int pp_filter_add_block(pp_filter *f, const char *idstr, size_t idlen, uint64_t 
     b->npages = length / PP_PAGE_SIZE;
     /* calloc of a large table maps zero pages lazily: untouched guest pages cost nothing */
     b->tags = calloc(b->npages, PP_TAG_SIZE);
-    if (b->tags == NULL) {
+    b->stamps = malloc(b->npages);
+    if (b->tags == NULL || b->stamps == NULL) {
+        free(b->tags);
+        free(b->stamps);
         free(b);
         rc = PP_ERR_NOMEM;
         goto out;
     }
+    memset(b->stamps, PP_CHANNEL_NONE, b->npages);
     b->idlen = (uint8_t)idlen;
     memcpy(b->idstr, idstr, idlen);
     f->blocks[f->nblocks] = b;
-    __atomic_add_fetch(&f->memory_bytes, b->npages * PP_TAG_SIZE, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&f->memory_bytes, b->npages * (PP_TAG_SIZE + 1), __ATOMIC_RELAXED);
     *index = f->nblocks;
     __atomic_store_n(&f->nblocks, f->nblocks + 1, __ATOMIC_RELEASE);
 out:
@@ -99,18 +109,25 @@ void pp_filter_invalidate_all(pp_filter *f)
 {
     int n = pp_filter_count(f);
 
+    pp_filter_lock(f);
     for (int i = 0; i < n; i++)
         memset(f->blocks[i]->tags, 0, f->blocks[i]->npages * PP_TAG_SIZE);
+    pp_filter_unlock(f);
 }
 
-int pp_filter_page(const pp_hasher *h, pp_block *b, uint64_t offset, const uint8_t *page)
+int pp_filter_page(const pp_hasher *h, pp_block *b, uint64_t offset, const uint8_t *page,
+                   uint8_t stamp)
 {
-    uint8_t *slot = b->tags[offset / PP_PAGE_SIZE];
+    uint64_t index = offset / PP_PAGE_SIZE;
+    uint8_t *slot = b->tags[index];
+    uint8_t old = b->stamps[index];
     uint8_t tag[PP_TAG_SIZE];
     uint64_t t[2], s[2];
+    /* another channel already carried this page in this interval */
+    int shared = pp_stamp_shared(old, stamp);
 
     if (pp_hash(h, page, PP_PAGE_SIZE, tag) < 0) {
-        memset(slot, 0, PP_TAG_SIZE); /* no tag known: forward, never drop */
+        pp_block_invalidate(b, offset, stamp); /* no tag known: forward, never drop */
         return 1;
     }
     tag[0] |= 1;
@@ -118,6 +135,12 @@ int pp_filter_page(const pp_hasher *h, pp_block *b, uint64_t offset, const uint8
     memcpy(s, slot, sizeof s);
     if (s[0] == t[0] && s[1] == t[1])
         return 0;
+    if (shared) {
+        /* two different copies in flight on two channels: the destination keeps either */
+        pp_block_invalidate(b, offset, stamp);
+        return 1;
+    }
     memcpy(slot, tag, PP_TAG_SIZE);
+    b->stamps[index] = stamp;
     return 1;
 }

@@ -9,10 +9,40 @@
 #define PP_MAX_BLOCKS 1024
 #define PP_IDSTR_MAX 255
 
+/*
+ * Channels of a migration run in parallel and the destination applies them in any
+ * interleaving within an interval (the stretch between two SYNC/EOS barriers), although
+ * each channel in order.  QEMU 7.2 does send a page twice in one interval, even on two
+ * channels (the last page of a full multifd batch is queued again as the first of the
+ * next), and the two copies can differ if the guest wrote in between.  Which copy the
+ * destination kept is then unknown, so its tag must be forgotten.  A one-byte stamp per
+ * page records which channel last carried it in which interval (interval mod 16 in the high
+ * nibble, channel in the low one); a copy from another channel in the same interval
+ * forgets the tag unless it is identical.  An aliased interval (16 apart) only costs a
+ * forgotten tag, never a wrong drop.
+ */
+#define PP_CHANNEL_NONE 13u    /* no channel carried the page yet */
+#define PP_CHANNEL_SEVERAL 14u /* several channels carried the page in this interval */
+#define PP_CHANNEL_MAIN 15u
+#define PP_MAX_MULTIFD_CHANNELS 13u
+
+/* Did another channel than the one of `stamp` carry the page in the same interval? */
+static inline int pp_stamp_shared(uint8_t old, uint8_t stamp)
+{
+    return (old & 0xFu) != PP_CHANNEL_NONE && (old >> 4) == (stamp >> 4) &&
+           (old & 0xFu) != (stamp & 0xFu);
+}
+
+static inline uint8_t pp_stamp(unsigned channel, uint64_t interval)
+{
+    return (uint8_t)(((interval & 0xFu) << 4) | (channel & 0xFu));
+}
+
 typedef struct pp_block {
     uint64_t length; /* bytes, rounded up to a page multiple */
     uint64_t npages;
     uint8_t (*tags)[PP_TAG_SIZE]; /* all-zero slot = no tag; bit 0 of byte 0 set = valid */
+    uint8_t *stamps;              /* per page: pp_stamp() of the last channel that carried it */
     uint8_t idlen;
     char idstr[PP_IDSTR_MAX + 1];
 } pp_block;
@@ -24,7 +54,8 @@ typedef struct pp_block {
  */
 typedef struct pp_filter {
     pp_hasher hasher;
-    pthread_mutex_t lock; /* serialises block registration only */
+    pthread_mutex_t lock;  /* serialises block registration */
+    pthread_mutex_t pages; /* serialises page work of all channels (pp_filter_lock) */
     int nblocks;          /* accessed with __atomic builtins */
     uint64_t memory_bytes;
     pp_block *blocks[PP_MAX_BLOCKS];
@@ -54,13 +85,27 @@ static inline int pp_block_offset_ok(const pp_block *b, uint64_t offset)
     return (offset & PP_PAGE_MASK) == 0 && offset < b->length;
 }
 
-/* Tags the page at a validated offset: returns 1 (forward: the tag is new or changed, and now
- * stored) or 0 (drop: the slot already held this exact valid tag). */
-int pp_filter_page(const pp_hasher *h, pp_block *b, uint64_t offset, const uint8_t *page);
+/* Page work (pp_filter_page, pp_block_invalidate) happens with this lock held. */
+static inline void pp_filter_lock(pp_filter *f) { pthread_mutex_lock(&f->pages); }
+static inline void pp_filter_unlock(pp_filter *f) { pthread_mutex_unlock(&f->pages); }
 
-static inline void pp_block_invalidate(pp_block *b, uint64_t offset)
+/* Tags the page at a validated offset, carried by the channel and interval of `stamp`:
+ * returns 1 (forward) or 0 (drop: the slot already held this exact valid tag, so the
+ * destination holds this content whichever copy it applied last). */
+int pp_filter_page(const pp_hasher *h, pp_block *b, uint64_t offset, const uint8_t *page,
+                   uint8_t stamp);
+
+/* Forgets the tag of a page the destination receives in a form the filter does not track
+ * (zero page, XBZRLE, compressed), and stamps it. */
+static inline void pp_block_invalidate(pp_block *b, uint64_t offset, uint8_t stamp)
 {
-    memset(b->tags[offset / PP_PAGE_SIZE], 0, PP_TAG_SIZE);
+    uint64_t i = offset / PP_PAGE_SIZE;
+    uint8_t old = b->stamps[i];
+
+    memset(b->tags[i], 0, PP_TAG_SIZE);
+    if (pp_stamp_shared(old, stamp))
+        stamp = (uint8_t)((stamp & 0xF0u) | PP_CHANNEL_SEVERAL);
+    b->stamps[i] = stamp;
 }
 
 #endif

@@ -133,14 +133,32 @@ static PyObject *bad_offset_error(const pp_block *b, const uint8_t *offsets, Py_
                         (unsigned long long)b->length);
 }
 
-static PyObject *Filter_filter(FilterObject *self, PyObject *args)
+/* The stamp of a call's channel and interval, or -1 with ValueError set. */
+static int stamp_arg(unsigned int channel, unsigned long long interval)
 {
+    if (channel >= PP_MAX_MULTIFD_CHANNELS && channel != PP_CHANNEL_MAIN) {
+        PyErr_Format(PyExc_ValueError, "channel must be 0..%u (multifd) or %u (main), not %u",
+                     PP_MAX_MULTIFD_CHANNELS - 1, PP_CHANNEL_MAIN, channel);
+        return -1;
+    }
+    return pp_stamp(channel, interval);
+}
+
+static PyObject *Filter_filter(FilterObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"block", "offsets", "pages", "channel", "interval", NULL};
     int block;
+    unsigned int channel = 0;
+    unsigned long long interval = 0;
     Py_buffer offs, pages;
     PyObject *mask = NULL;
 
-    if (!PyArg_ParseTuple(args, "iy*y*:filter", &block, &offs, &pages))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iy*y*|$IK:filter", kwlist, &block, &offs,
+                                     &pages, &channel, &interval))
         return NULL;
+    int stamp = stamp_arg(channel, interval);
+    if (stamp < 0)
+        goto out;
     pp_block *b = block_arg(self, block);
     if (b == NULL)
         goto out;
@@ -158,10 +176,13 @@ static PyObject *Filter_filter(FilterObject *self, PyObject *args)
     Py_ssize_t bad;
     Py_BEGIN_ALLOW_THREADS
     bad = first_bad_offset(b, o, n);
-    if (bad < 0)
+    if (bad < 0) {
+        pp_filter_lock(self->f);
         for (Py_ssize_t i = 0; i < n; i++)
             m[i] = (uint8_t)pp_filter_page(&self->f->hasher, b, pp_be64(o + 8 * i),
-                                           pg + i * (Py_ssize_t)PP_PAGE_SIZE);
+                                           pg + i * (Py_ssize_t)PP_PAGE_SIZE, (uint8_t)stamp);
+        pp_filter_unlock(self->f);
+    }
     Py_END_ALLOW_THREADS
     if (bad >= 0) {
         Py_CLEAR(mask);
@@ -173,14 +194,21 @@ out:
     return mask;
 }
 
-static PyObject *Filter_invalidate(FilterObject *self, PyObject *args)
+static PyObject *Filter_invalidate(FilterObject *self, PyObject *args, PyObject *kwargs)
 {
+    static char *kwlist[] = {"block", "offsets", "channel", "interval", NULL};
     int block;
+    unsigned int channel = PP_CHANNEL_MAIN;
+    unsigned long long interval = 0;
     Py_buffer offs;
     PyObject *result = NULL;
 
-    if (!PyArg_ParseTuple(args, "iy*:invalidate", &block, &offs))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iy*|$IK:invalidate", kwlist, &block, &offs,
+                                     &channel, &interval))
         return NULL;
+    int stamp = stamp_arg(channel, interval);
+    if (stamp < 0)
+        goto out;
     pp_block *b = block_arg(self, block);
     if (b == NULL)
         goto out;
@@ -193,8 +221,10 @@ static PyObject *Filter_invalidate(FilterObject *self, PyObject *args)
         bad_offset_error(b, offs.buf, bad);
         goto out;
     }
+    pp_filter_lock(self->f);
     for (Py_ssize_t i = 0; i < n; i++)
-        pp_block_invalidate(b, pp_be64((const uint8_t *)offs.buf + 8 * i));
+        pp_block_invalidate(b, pp_be64((const uint8_t *)offs.buf + 8 * i), (uint8_t)stamp);
+    pp_filter_unlock(self->f);
     result = Py_NewRef(Py_None);
 out:
     PyBuffer_Release(&offs);
@@ -210,16 +240,23 @@ static PyObject *Filter_invalidate_all(FilterObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-static PyObject *Filter_filter_multifd(FilterObject *self, PyObject *args)
+static PyObject *Filter_filter_multifd(FilterObject *self, PyObject *args, PyObject *kwargs)
 {
+    static char *kwlist[] = {"packet", "payload", "channel", "interval", NULL};
+    unsigned int channel = 0;
+    unsigned long long interval = 0;
     Py_buffer pkt, payload;
     PyObject *new_pkt = NULL, *kept_payload = NULL, *result = NULL;
     pp_multifd_packet p;
     char why[256];
     pp_block *b = NULL;
 
-    if (!PyArg_ParseTuple(args, "y*y*:filter_multifd", &pkt, &payload))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*|$IK:filter_multifd", kwlist, &pkt,
+                                     &payload, &channel, &interval))
         return NULL;
+    int stamp = stamp_arg(channel, interval);
+    if (stamp < 0)
+        goto out;
     if (pp_multifd_parse(pkt.buf, (size_t)pkt.len, (size_t)payload.len, &p, why, sizeof why)) {
         PyErr_Format(pp_UnsupportedStream, "%s", why); /* %s decodes with "replace" */
         goto out;
@@ -243,9 +280,11 @@ static PyObject *Filter_filter_multifd(FilterObject *self, PyObject *args)
         goto out;
     uint32_t kept;
     Py_BEGIN_ALLOW_THREADS
+    pp_filter_lock(self->f);
     kept = pp_multifd_filter(&self->f->hasher, b, pkt.buf, (size_t)pkt.len, &p, payload.buf,
                              (uint8_t *)PyBytes_AS_STRING(new_pkt),
-                             (uint8_t *)PyBytes_AS_STRING(kept_payload));
+                             (uint8_t *)PyBytes_AS_STRING(kept_payload), (uint8_t)stamp);
+    pp_filter_unlock(self->f);
     Py_END_ALLOW_THREADS
     if (_PyBytes_Resize(&kept_payload, (Py_ssize_t)kept * PP_PAGE_SIZE) < 0)
         goto out;
@@ -263,14 +302,17 @@ static PyMethodDef Filter_methods[] = {
      "add_block(idstr, length) -> int: register a RAMBlock, return its index."},
     {"block_index", (PyCFunction)Filter_block_index, METH_O,
      "block_index(idstr) -> int: index of a registered block, -1 if unknown."},
-    {"filter", (PyCFunction)Filter_filter, METH_VARARGS,
-     "filter(block, offsets, pages) -> bytes: keep mask (1 forward, 0 drop) of a batch."},
-    {"invalidate", (PyCFunction)Filter_invalidate, METH_VARARGS,
-     "invalidate(block, offsets): forget the tags of these pages."},
+    {"filter", (PyCFunction)(void (*)(void))Filter_filter, METH_VARARGS | METH_KEYWORDS,
+     "filter(block, offsets, pages, *, channel=0, interval=0) -> bytes: keep mask (1 forward, "
+     "0 drop) of a batch carried by that channel in that interval."},
+    {"invalidate", (PyCFunction)(void (*)(void))Filter_invalidate, METH_VARARGS | METH_KEYWORDS,
+     "invalidate(block, offsets, *, channel=15, interval=0): forget the tags of these pages."},
     {"invalidate_all", (PyCFunction)Filter_invalidate_all, METH_NOARGS,
      "invalidate_all(): forget every tag."},
-    {"filter_multifd", (PyCFunction)Filter_filter_multifd, METH_VARARGS,
-     "filter_multifd(packet, payload) -> (packet, payload, kept, dropped)."},
+    {"filter_multifd", (PyCFunction)(void (*)(void))Filter_filter_multifd,
+     METH_VARARGS | METH_KEYWORDS,
+     "filter_multifd(packet, payload, *, channel=0, interval=0) -> (packet, payload, kept, "
+     "dropped)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -61,9 +61,11 @@ static PyObject *RamRewriter_feed(RamRewriterObject *self, PyObject *arg)
         if (chunk == NULL)
             goto out;
         Py_BEGIN_ALLOW_THREADS
+        pp_filter_lock(self->r.filter);
         status = pp_rewriter_feed(&self->r, (const uint8_t *)in.buf + pos, left,
                                   (uint8_t *)PyBytes_AS_STRING(chunk), left + OUT_SLACK,
                                   &consumed, &produced);
+        pp_filter_unlock(self->r.filter);
         Py_END_ALLOW_THREADS
         pos += consumed;
         if (_PyBytes_Resize(&chunk, (Py_ssize_t)produced) < 0 ||

@@ -229,10 +229,11 @@ int pp_rewriter_feed(pp_rewriter *r, const uint8_t *in, size_t len, uint8_t *out
         r->counters[PP_C_RECORDS]++;
         if (kind == RAM_SAVE_FLAG_PAGE) {
             r->counters[PP_C_PAGES_SEEN]++;
-            emit = pp_filter_page(&r->filter->hasher, b, addr, payload);
+            emit = pp_filter_page(&r->filter->hasher, b, addr, payload,
+                                  pp_stamp(PP_CHANNEL_MAIN, r->counters[PP_C_EOS]));
             r->counters[emit ? PP_C_PAGES_FORWARDED : PP_C_PAGES_DROPPED]++;
         } else {
-            pp_block_invalidate(b, addr);
+            pp_block_invalidate(b, addr, pp_stamp(PP_CHANNEL_MAIN, r->counters[PP_C_EOS]));
             r->counters[kind == RAM_SAVE_FLAG_ZERO     ? PP_C_ZERO_PAGES :
                         kind == RAM_SAVE_FLAG_XBZRLE   ? PP_C_XBZRLE_PAGES :
                                                          PP_C_COMPRESSED_PAGES]++;

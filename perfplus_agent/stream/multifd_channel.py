@@ -28,6 +28,7 @@ from perfplus_agent.stream.session import StreamSession
 __all__ = ["MultifdChannel"]
 
 _HEAD = struct.Struct(">IIIIII")  # magic, version, flags, pages_alloc, normal_pages, next_size
+MAX_CHANNELS = 13  # the C filter's per-page stamp has room for 13 multifd channels
 MAX_PAGES_ALLOC = 1024  # QEMU 7.2 uses 128 for 4 KiB pages; more is not a stream we know
 
 
@@ -91,9 +92,9 @@ class MultifdChannel:
             init = bytes(self._buf[self._pos:self._pos + MULTIFD_INIT_SIZE])
             if init[:4] != MULTIFD_MAGIC or struct.unpack_from(">I", init, 4)[0] != MULTIFD_VERSION:
                 return self._verbatim("unknown channel header")
-            if self.index >= self.session.channels:
+            if self.index >= min(self.session.channels, MAX_CHANNELS):
                 return self._verbatim(f"more multifd channels than the {self.session.channels} "
-                                      "announced")
+                                      f"announced (Perf+ filters at most {MAX_CHANNELS})")
             self._pos += MULTIFD_INIT_SIZE
             self._state = "packets"
             return init
@@ -117,7 +118,8 @@ class MultifdChannel:
         view = memoryview(self._buf)
         try:
             packet, payload, kept, dropped = self.session.filter.filter_multifd(
-                view[start:start + packet_len], view[start + packet_len:start + total])
+                view[start:start + packet_len], view[start + packet_len:start + total],
+                channel=self.index, interval=self._syncs)
         except UnsupportedStream as exc:
             self._pos = start
             return self._verbatim(str(exc))

@@ -187,7 +187,7 @@ def test_blocks(filt):
     assert filt.blocks == [(b"pc.ram", 10 * PAGE), (b"pc.bios", PAGE)]
     assert filt.block_index(b"pc.bios") == 1
     assert filt.block_index(b"nope") == -1
-    assert filt.memory_bytes == 11 * 16
+    assert filt.memory_bytes == 11 * (16 + 1)  # a tag and a channel stamp per page
     with pytest.raises(ValueError, match="already registered"):
         filt.add_block(b"pc.ram", 10 * PAGE)
     for bad in ((b"", PAGE), (b"x" * 256, PAGE), (b"ok", 0)):
@@ -377,3 +377,32 @@ def test_multifd_and_filter_share_tables():
     f.filter(b, be64s([0, PAGE]), pages)
     _, _, kept, dropped = f.filter_multifd(packet([PAGE, 0], alloc=2), pages[PAGE:] + pages[:PAGE])
     assert (kept, dropped) == (0, 2)
+
+
+def test_copies_of_a_page_on_two_channels_in_one_interval():
+    """The destination applies channels in any order within an interval: two different
+    copies leave its content unknown, so the tag is forgotten; identical copies keep it."""
+    f = pc.Filter("highwayhash", pc.new_key("highwayhash"))
+    blk = f.add_block(b"pc.ram", 8 * 4096)
+    off = struct.pack(">Q", 4096)
+    c1, c2 = bytes([1]) * 4096, bytes([2]) * 4096
+    assert f.filter(blk, off, c1, channel=0, interval=1) == b"\x01"
+    assert f.filter(blk, off, c2, channel=1, interval=1) == b"\x01"
+    # the destination holds c1 or c2: a resend of c2 must go out
+    assert f.filter(blk, off, c2, channel=0, interval=2) == b"\x01"
+    assert f.filter(blk, off, c2, channel=1, interval=3) == b"\x00"
+    # identical copies on two channels: either one will do
+    assert f.filter(blk, off, c1, channel=0, interval=4) == b"\x01"
+    assert f.filter(blk, off, c1, channel=1, interval=4) == b"\x00"
+    assert f.filter(blk, off, c1, channel=0, interval=5) == b"\x00"
+    # a zero page on the main channel and a data copy in the same interval
+    f.invalidate(blk, off, interval=6)
+    assert f.filter(blk, off, c1, channel=0, interval=6) == b"\x01"
+    assert f.filter(blk, off, c1, channel=0, interval=7) == b"\x01"
+    assert f.filter(blk, off, c1, channel=0, interval=8) == b"\x00"
+    # the same channel twice in one interval is ordered: the later copy is what it holds
+    assert f.filter(blk, off, c2, channel=1, interval=9) == b"\x01"
+    assert f.filter(blk, off, c1, channel=1, interval=9) == b"\x01"
+    assert f.filter(blk, off, c1, channel=0, interval=10) == b"\x00"
+    with pytest.raises(ValueError, match="channel must be"):
+        f.filter(blk, off, c1, channel=13)
