@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfplus_agent.errors import PerfplusError
+from perfplus_agent.perfplus_c import ALGORITHMS, DEFAULT_ALGORITHM
 
 __all__ = [
     "MAX_CHANNELS",
@@ -60,6 +61,7 @@ class Migrate:
     timeout_s: float = 300.0
     bandwidth_mib: int = 0
     filter: bool = True
+    algorithm: str = DEFAULT_ALGORITHM  # the Perf+ filter's page hash
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,13 @@ def _number(obj: dict[str, Any], name: str, default: float, lo: float, hi: float
     return float(value)
 
 
+def _choice(obj: dict[str, Any], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = obj.get(name, default)
+    if value not in allowed:
+        raise ProtocolError(f"'{name}' must be one of {', '.join(allowed)}")
+    return value
+
+
 def _bool(obj: dict[str, Any], name: str, default: bool) -> bool:
     value = obj.get(name, default)
     if not isinstance(value, bool):
@@ -156,7 +165,7 @@ def _bool(obj: dict[str, Any], name: str, default: bool) -> bool:
 _FIELDS = {
     "ping": {"op"},
     "migrate": {"op", "domain", "dest_node", "dest_address", "dest_uri", "channels",
-                "timeout_s", "bandwidth_mib", "filter"},
+                "timeout_s", "bandwidth_mib", "filter", "algorithm"},
     "prepare-incoming": {"op", "port", "channels"},
     "data": {"op", "session", "channel"},
 }
@@ -183,6 +192,7 @@ def parse_request(frame: bytes) -> Request:
             timeout_s=_number(obj, "timeout_s", 300.0, 0.0, MAX_TIMEOUT_S),
             bandwidth_mib=_int(obj, "bandwidth_mib", 0, 0, 1 << 40),
             filter=_bool(obj, "filter", True),
+            algorithm=_choice(obj, "algorithm", DEFAULT_ALGORITHM, ALGORITHMS),
         )
     if op == "prepare-incoming":
         return PrepareIncoming(port=_int(obj, "port", None, 1, 65535),

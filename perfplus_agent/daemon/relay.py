@@ -24,7 +24,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,7 +180,7 @@ class _Channel:
             data, self._first = self._first, b""
         else:
             transform = self.transform
-        self._send_filtered(self._call_filter(lambda: transform.feed(data)))
+        self._send_pieces(self._call_filter(lambda: transform.feed(data)))
 
     def _end_filtered(self) -> None:
         transform = self.transform
@@ -188,7 +188,7 @@ class _Channel:
             transform = self._start_transform()
             first, self._first = self._first, b""
             if first:
-                self._send_filtered(self._call_filter(lambda: transform.feed(first)))
+                self._send_pieces(self._call_filter(lambda: transform.feed(first)))
         self._send_filtered(self._call_filter(transform.finish))
         self._end_secure()
 
@@ -205,6 +205,16 @@ class _Channel:
         except Exception as exc:
             raise _Failure(f"the stream filter aborted the migration: "
                            f"{type(exc).__name__}: {exc}") from None
+
+    def _send_pieces(self, out: bytes | Iterable[bytes]) -> None:
+        """Send what ``feed`` returned: bytes, or pieces sent one by one as the filter
+        produces them (it may wait on a barrier between two pieces)."""
+        if isinstance(out, bytes | bytearray | memoryview):
+            self._send_filtered(bytes(out))
+            return
+        pieces = iter(out)
+        while (piece := self._call_filter(lambda: next(pieces, None))) is not None:
+            self._send_filtered(piece)
 
     def _send_filtered(self, out: bytes) -> None:
         if out:

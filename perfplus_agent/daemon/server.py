@@ -45,6 +45,8 @@ from perfplus_agent.daemon.secure_channel import (
 from perfplus_agent.daemon.sockets import TICK_S, format_address, parse_address, tune
 from perfplus_agent.daemon.transform import TransformFactory, identity_factory
 from perfplus_agent.errors import PerfplusError
+from perfplus_agent.stream import StreamSession
+from perfplus_agent.stream.transform import filter_factory
 
 __all__ = ["DaemonServer", "MigrateFn", "ServerConfig", "libvirt_migrate_fn"]
 
@@ -87,7 +89,9 @@ class DaemonServer:
 
     def __init__(self, key: bytes, config: ServerConfig | None = None,
                  migrate_fn: MigrateFn | None = None,
-                 make_transform: TransformFactory = identity_factory) -> None:
+                 make_transform: TransformFactory | None = None) -> None:
+        """``make_transform`` replaces the Perf+ filter of migrations that ask for filtering
+        (tests); by default each such migration gets its own Perf+ stream session."""
         self.key = key
         self.config = config or ServerConfig()
         self.migrate_fn = migrate_fn or libvirt_migrate_fn(self.config)
@@ -275,7 +279,9 @@ class DaemonServer:
         try:
             log.info("migrating %s to %s for %s", req.domain, req.dest_node, who)
             dest = parse_address(req.dest_address, DEFAULT_PORT)
-            relay = self._open_proxy(req, dest)
+            stream = self._stream_session(req)
+            make = (self.make_transform or filter_factory(stream)) if stream else identity_factory
+            relay = self._open_proxy(req, dest, make)
             try:
                 figures = self.migrate_fn(req, relay.port)
             except PerfplusError as exc:
@@ -285,16 +291,22 @@ class DaemonServer:
                 if stats["error"]:
                     reason += f" (relay: {stats['error']})"
                 log.warning("migration of %s failed: %s", req.domain, reason)
-                return error(reason, relay=stats)
+                return error(reason, relay=stats, perfplus=_perfplus(stream))
             relay.wait(self.config.drain_timeout_s)
             relay.close()
-            log.info("migrated %s to %s", req.domain, req.dest_node)
+            log.info("migrated %s to %s%s", req.domain, req.dest_node, _summary(stream))
             return ok(domain=req.domain, dest_node=req.dest_node, port=relay.port,
-                      **figures, relay=relay.stats())
+                      **figures, relay=relay.stats(), perfplus=_perfplus(stream))
         finally:
             self._migrations.release()
 
-    def _open_proxy(self, req: Migrate, dest: tuple[str, int]) -> SourceRelay:
+    @staticmethod
+    def _stream_session(req: Migrate) -> StreamSession | None:
+        """A fresh Perf+ session (new key, empty tags) for a migration that asks for it."""
+        return StreamSession(req.channels, req.algorithm) if req.filter else None
+
+    def _open_proxy(self, req: Migrate, dest: tuple[str, int],
+                    make_transform: TransformFactory) -> SourceRelay:
         """A started source proxy on a port free here and at the destination."""
         lo, hi = self.config.port_range
         refused = 0
@@ -314,8 +326,7 @@ class DaemonServer:
                 raise PerfplusError(f"the destination daemon refused: {answer['error']}")
             relay = SourceRelay((self.config.proxy_host, port), dest, self.key,
                                 answer["session"], channels=req.channels,
-                                make_transform=self.make_transform if req.filter
-                                else identity_factory,
+                                make_transform=make_transform,
                                 config=self.config.relay, on_end=self._outgoing_ended)
             try:
                 relay.start()
@@ -340,6 +351,22 @@ class DaemonServer:
             with self._lock:
                 if self._outgoing.get(relay.port) is relay:
                     del self._outgoing[relay.port]
+
+
+def _perfplus(stream: StreamSession | None) -> dict[str, Any] | None:
+    """The filter's own figures for a response (None when the migration was not filtered)."""
+    if stream is None:
+        return None
+    return {**stream.stats.as_dict(), "algorithm": stream.algorithm,
+            "table_bytes": stream.memory_bytes}
+
+
+def _summary(stream: StreamSession | None) -> str:
+    if stream is None:
+        return " (not filtered)"
+    t = stream.stats.totals()
+    return (f" (Perf+ {stream.stats.mode}: {t['pages_dropped']} of {t['pages_seen']} pages "
+            f"unchanged and not sent, {t['bytes_in']} bytes in, {t['bytes_out']} out)")
 
 
 def _port_free(host: str, port: int) -> bool:

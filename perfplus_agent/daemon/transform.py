@@ -2,7 +2,8 @@
 
 For every data channel the relay calls ``make_transform(first_bytes, channel_index)`` once
 the channel's first bytes (at least 4 unless the channel ended sooner) have arrived, then
-``feed(chunk)`` for every chunk read from QEMU, sending what it returns, and ``finish()``
+``feed(chunk)`` for every chunk read from QEMU, sending what it returns (bytes, or an
+iterable of byte pieces, each sent as soon as it is produced), and ``finish()``
 at QEMU's end of stream. ``feed`` may block briefly (a cross-channel barrier); any exception
 from the factory, ``feed`` or ``finish`` aborts the whole migration (every channel closed, the
 guest stays on the source). An optional ``abort()`` is called when the migration is torn
@@ -11,7 +12,7 @@ down, to release a ``feed`` blocked on a barrier.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 __all__ = [
@@ -31,7 +32,7 @@ MAGIC_MULTIFD = bytes.fromhex("11223344")
 
 
 class Transform(Protocol):
-    def feed(self, chunk: bytes) -> bytes: ...
+    def feed(self, chunk: bytes) -> bytes | Iterable[bytes]: ...
 
     def finish(self) -> bytes: ...
 

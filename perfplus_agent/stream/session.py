@@ -76,6 +76,12 @@ class StreamSession:
         log.error("Perf+ aborts the migration: %s", reason)
         return StreamAborted(f"Perf+ aborted the migration: {reason}")
 
+    def close(self, reason: str) -> None:
+        """The connections are closing (normally or not): release every barrier wait."""
+        with self._cond:
+            self._aborted = self._aborted or reason
+            self._cond.notify_all()
+
     # -- barrier ----------------------------------------------------------------------
     def main_passed_eos(self) -> int:
         """The main channel consumed a RAM end-of-section; returns how many so far."""
