@@ -37,19 +37,27 @@ from perfplus_agent.adapters.hypervisor import (
     Hypervisor,
     HypervisorError,
 )
+from perfplus_agent.adapters.migration_daemon import (
+    ANSWER_MARGIN_S as DAEMON_ANSWER_MARGIN_S,
+)
+from perfplus_agent.adapters.migration_daemon import (
+    DaemonMigrationError,
+    daemon_address,
+    migrate_via_daemon,
+)
 from perfplus_agent.adapters.qemu_process import find_qemu, kill_qemu
 from perfplus_agent.agent.deadline import Deadline
 from perfplus_agent.agent.migrate_options import parse_migrate_options
 from perfplus_agent.agent.peers import PeerAnswer, ask_peers
 from perfplus_agent.agent.statefile import StateFile
 from perfplus_agent.agent.uris import DEFAULT_HYPERVISOR, migrate_uri, remote_uri
-from perfplus_agent.errors import UsageError
+from perfplus_agent.daemon.keys import load_key
+from perfplus_agent.errors import PerfplusError, UsageError
 from perfplus_agent.migration.convergence import ConvergenceController, policy_named
 from perfplus_agent.migration.live import (
     DEFAULT_FLAGS,
     MigrationError,
     MigrationRequest,
-    MigrationResult,
     live_migrate,
 )
 from perfplus_agent.ocf.environment import OcfEnvironment
@@ -290,7 +298,8 @@ class VirtualDomainAgent:
             if dom is None:
                 raise OcfError(OcfExit.ERR_GENERIC,
                                f"domain {cfg.name} vanished from {holder.node} during start")
-            result = self._live_migrate(dom, dest_node=me, dest_conn=self.hv.conn)
+            result = self._live_migrate(dom, source_node=holder.node, dest_node=me,
+                                        dest_conn=self.hv.conn)
         except MigrationError as exc:
             raise OcfError(OcfExit.ERR_GENERIC, f"{cfg.name} runs on {holder.node}: {exc}") \
                 from None
@@ -332,9 +341,13 @@ class VirtualDomainAgent:
                            f"{cfg.name} failed: {exc.get_error_message()}") from None
 
     # -- migration -----------------------------------------------------------------------
-    def _live_migrate(self, dom: libvirt.virDomain, dest_node: str,
-                      dest_conn: libvirt.virConnect | None) -> MigrationResult:
+    def _live_migrate(self, dom: libvirt.virDomain, source_node: str, dest_node: str,
+                      dest_conn: libvirt.virConnect | None) -> str:
+        """Live-migrate ``dom`` from ``source_node`` to ``dest_node``, through the source's
+        Perf+ daemon when ``perfplus`` is set; a one-line summary for the log."""
         p = self.params
+        if p.perfplus:
+            return self._migrate_via_daemon(dom.name(), source_node, dest_node)
         try:
             policy = policy_named(p.migration_policy).with_initial_downtime(p.migration_downtime)
         except UsageError as exc:
@@ -352,15 +365,30 @@ class VirtualDomainAgent:
             bandwidth_mib=p.migration_speed, timeout_s=max(1.0, self.deadline.remaining()),
             flags=flags, extra_params=options.params,
         )
-        return live_migrate(dom, req, dest_conn=dest_conn,
-                            controller=ConvergenceController(policy))
+        result = live_migrate(dom, req, dest_conn=dest_conn,
+                              controller=ConvergenceController(policy))
+        s = result.stats
+        return (f"{result.wall_s:.2f} s, downtime {s.downtime_ms} ms, {s.memory_iteration} "
+                f"iterations, {s.data_processed / 2**20:.1f} MiB sent")
+
+    def _migrate_via_daemon(self, name: str, source_node: str, dest_node: str) -> str:
+        p = self.params
+        suffix = p.migration_network_suffix or ""
+        try:
+            done = migrate_via_daemon(
+                daemon_address(source_node, suffix, p.perfplus_port), Path(p.perfplus_key_file),
+                domain=name, dest_node=dest_node,
+                dest_address=daemon_address(dest_node, suffix, p.perfplus_port),
+                dest_uri=self.peer_uri(dest_node),
+                timeout_s=max(1.0, self.deadline.remaining() - DAEMON_ANSWER_MARGIN_S),
+                bandwidth_mib=p.migration_speed)
+        except DaemonMigrationError as exc:
+            raise MigrationError(str(exc)) from None
+        return done.summary()
 
     @staticmethod
-    def _log_result(name: str, src: str, dst: str, result: MigrationResult) -> None:
-        s = result.stats
-        log.info("live migration of %s %s -> %s done in %.2f s: downtime %s ms, %d iterations, "
-                 "%.1f MiB sent", name, src, dst, result.wall_s, s.downtime_ms,
-                 s.memory_iteration, s.data_processed / 2**20)
+    def _log_result(name: str, src: str, dst: str, summary: str) -> None:
+        log.info("live migration of %s %s -> %s done: %s", name, src, dst, summary)
 
     def migrate_to(self) -> OcfExit:
         target = self.env.migrate_target
@@ -380,7 +408,8 @@ class VirtualDomainAgent:
                 self._save_config(cfg.name)
             dom = self.hv.domain(cfg.name)
             assert dom is not None
-            result = self._live_migrate(dom, dest_node=target, dest_conn=dest.conn)
+            result = self._live_migrate(dom, source_node=self.local_node(), dest_node=target,
+                                        dest_conn=dest.conn)
         except MigrationError as exc:
             still = self.hv.state(cfg.name).state.value
             raise OcfError(OcfExit.ERR_GENERIC, f"{exc} (here it is {still})") from None
@@ -499,9 +528,13 @@ class VirtualDomainAgent:
         p = self.params
         self.config()
         if p.perfplus:
-            raise OcfError(OcfExit.ERR_CONFIGURED,
-                           "perfplus=true needs the Perf+ migration daemon, which this version "
-                           "does not ship yet; set perfplus=false")
+            try:
+                load_key(Path(p.perfplus_key_file))
+            except PerfplusError as exc:
+                raise OcfError(OcfExit.ERR_INSTALLED,
+                               f"perfplus=true needs the Perf+ cluster key on this node: {exc}; "
+                               "make one with 'perfplus daemon keygen' and copy it to every "
+                               "node") from None
         try:
             policy_named(p.migration_policy)
         except UsageError as exc:

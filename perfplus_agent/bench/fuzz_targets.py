@@ -99,13 +99,16 @@ def multifd_target(data: bytes) -> None:
     filt = _filter()
     for _ in range(2):  # the second pass sees the tags of the first
         try:
-            new, kept_payload, kept, dropped = filt.filter_multifd(bytes(pkt), payload)
+            new, kept_payload, kept, dropped, unchanged = filt.filter_multifd(bytes(pkt),
+                                                                              payload)
         except pc.UnsupportedStream:
             return
         if len(new) != len(pkt) or len(kept_payload) != kept * PAGE:
             raise AssertionError("rewritten packet has the wrong size")
         if kept + dropped != struct.unpack_from(">I", pkt, 16)[0]:
             raise AssertionError("kept + dropped != normal_pages")
+        if unchanged != dropped:
+            raise AssertionError("a dropping filter dropped other pages than the unchanged")
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {

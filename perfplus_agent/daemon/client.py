@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from perfplus_agent.daemon.defaults import DEFAULT_PORT
 from perfplus_agent.daemon.handshake import HandshakeError
 from perfplus_agent.daemon.protocol import ProtocolError, decode_response, encode
 from perfplus_agent.daemon.secure_channel import ChannelError, connect_secure
@@ -11,8 +12,6 @@ from perfplus_agent.daemon.sockets import format_address, parse_address
 from perfplus_agent.errors import PerfplusError
 
 __all__ = ["DEFAULT_PORT", "DaemonError", "request"]
-
-DEFAULT_PORT = 49690
 
 
 class DaemonError(PerfplusError):

@@ -7,11 +7,11 @@ import secrets
 import stat
 from pathlib import Path
 
+from perfplus_agent.daemon.defaults import DEFAULT_KEY_FILE
 from perfplus_agent.errors import PerfplusError
 
 __all__ = ["DEFAULT_KEY_FILE", "KEY_SIZE", "KeyFileError", "generate_key_file", "load_key"]
 
-DEFAULT_KEY_FILE = Path("/etc/perfplus/cluster.key")
 KEY_SIZE = 32
 
 

@@ -25,9 +25,13 @@ LOOPBACK = "127.0.0.1"
 CONNECT_TIMEOUT_S = 10.0
 
 
-def build_request(msg: Migrate, port: int, listen_address: str = LOOPBACK) -> MigrationRequest:
-    """The MigrationRequest that routes ``msg``'s migration through proxy port ``port``."""
+def build_request(msg: Migrate, port: int, listen_address: str = LOOPBACK,
+                  persistent: bool = False) -> MigrationRequest:
+    """The MigrationRequest that routes ``msg``'s migration through proxy port ``port``; a
+    ``persistent`` domain stays defined on the destination only, as the agent does."""
     flags = DEFAULT_FLAGS
+    if persistent:
+        flags |= libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
     extra: dict[str, object] = {libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: listen_address}
     if msg.channels:
         flags |= libvirt.VIR_MIGRATE_PARALLEL
@@ -60,7 +64,8 @@ def migrate_domain(libvirt_uri: str, msg: Migrate, port: int,
                                           CONNECT_TIMEOUT_S, f"libvirt at {msg.dest_uri}")
         except PerfplusError:
             dest_conn = None
-        result = live_migrate(dom, build_request(msg, port, listen_address), dest_conn)
+        req = build_request(msg, port, listen_address, persistent=bool(dom.isPersistent()))
+        result = live_migrate(dom, req, dest_conn)
     finally:
         for c in (conn, dest_conn):
             if c is not None:

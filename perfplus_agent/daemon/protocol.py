@@ -21,6 +21,7 @@ from perfplus_agent.errors import PerfplusError
 from perfplus_agent.perfplus_c import ALGORITHMS, DEFAULT_ALGORITHM
 
 __all__ = [
+    "FILTER_MODES",
     "MAX_CHANNELS",
     "MAX_MESSAGE",
     "DataOpen",
@@ -40,6 +41,9 @@ MAX_MESSAGE = 64 * 1024
 MAX_CHANNELS = 16  # multifd channels per migration
 MAX_TIMEOUT_S = 24 * 3600.0
 MAX_TEXT = 1024
+# What the source daemon does to a migration's stream: filter it (drop unchanged pages),
+# measure it (parse, tag and count, drop nothing) or carry it untouched (no parsing).
+FILTER_MODES = ("perfplus", "measure", "off")
 
 
 class ProtocolError(PerfplusError):
@@ -60,7 +64,7 @@ class Migrate:
     channels: int = 0
     timeout_s: float = 300.0
     bandwidth_mib: int = 0
-    filter: bool = True
+    filter: str = "perfplus"  # one of FILTER_MODES
     algorithm: str = DEFAULT_ALGORITHM  # the Perf+ filter's page hash
 
 
@@ -155,10 +159,15 @@ def _choice(obj: dict[str, Any], name: str, default: str, allowed: tuple[str, ..
     return value
 
 
-def _bool(obj: dict[str, Any], name: str, default: bool) -> bool:
-    value = obj.get(name, default)
-    if not isinstance(value, bool):
-        raise ProtocolError(f"'{name}' must be true or false")
+def _filter_mode(obj: dict[str, Any]) -> str:
+    """``filter``: a mode of FILTER_MODES, or the older booleans (true = perfplus, false =
+    off)."""
+    value = obj.get("filter", "perfplus")
+    if isinstance(value, bool):
+        return "perfplus" if value else "off"
+    if value not in FILTER_MODES:
+        raise ProtocolError(f"'filter' must be one of {', '.join(FILTER_MODES)} "
+                            "(or true/false)")
     return value
 
 
@@ -191,7 +200,7 @@ def parse_request(frame: bytes) -> Request:
             channels=_int(obj, "channels", 0, 0, MAX_CHANNELS),
             timeout_s=_number(obj, "timeout_s", 300.0, 0.0, MAX_TIMEOUT_S),
             bandwidth_mib=_int(obj, "bandwidth_mib", 0, 0, 1 << 40),
-            filter=_bool(obj, "filter", True),
+            filter=_filter_mode(obj),
             algorithm=_choice(obj, "algorithm", DEFAULT_ALGORITHM, ALGORITHMS),
         )
     if op == "prepare-incoming":

@@ -302,8 +302,11 @@ class DaemonServer:
 
     @staticmethod
     def _stream_session(req: Migrate) -> StreamSession | None:
-        """A fresh Perf+ session (new key, empty tags) for a migration that asks for it."""
-        return StreamSession(req.channels, req.algorithm) if req.filter else None
+        """A fresh Perf+ session (new key, empty tags) for a migration filtered or measured;
+        None for ``off`` (the relay carries the bytes untouched)."""
+        if req.filter == "off":
+            return None
+        return StreamSession(req.channels, req.algorithm, dropping=req.filter == "perfplus")
 
     def _open_proxy(self, req: Migrate, dest: tuple[str, int],
                     make_transform: TransformFactory) -> SourceRelay:
@@ -353,18 +356,30 @@ class DaemonServer:
                     del self._outgoing[relay.port]
 
 
+def _filter_mode(stream: StreamSession | None) -> str:
+    """The ``filter`` mode a migration ran with (see protocol.FILTER_MODES)."""
+    if stream is None:
+        return "off"
+    return "perfplus" if stream.dropping else "measure"
+
+
 def _perfplus(stream: StreamSession | None) -> dict[str, Any] | None:
-    """The filter's own figures for a response (None when the migration was not filtered)."""
+    """The filter's own figures for a response (None when the filter was off). ``filter``
+    is the requested mode; ``mode`` what the rewriter did (filter, measure, passthrough)."""
     if stream is None:
         return None
-    return {**stream.stats.as_dict(), "algorithm": stream.algorithm,
-            "table_bytes": stream.memory_bytes}
+    return {**stream.stats.as_dict(), "filter": _filter_mode(stream),
+            "algorithm": stream.algorithm, "table_bytes": stream.memory_bytes}
 
 
 def _summary(stream: StreamSession | None) -> str:
     if stream is None:
-        return " (not filtered)"
+        return " (filter off)"
     t = stream.stats.totals()
+    if not stream.dropping:
+        return (f" (Perf+ measure, {stream.stats.mode}: {t['pages_unchanged']} of "
+                f"{t['pages_seen']} pages unchanged but sent, {t['bytes_in']} bytes in, "
+                f"{t['bytes_out']} out)")
     return (f" (Perf+ {stream.stats.mode}: {t['pages_dropped']} of {t['pages_seen']} pages "
             f"unchanged and not sent, {t['bytes_in']} bytes in, {t['bytes_out']} out)")
 

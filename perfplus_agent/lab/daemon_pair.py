@@ -67,11 +67,11 @@ class DaemonPair:
         self.dest.stop()
 
     def migrate(self, src: DirectGuest, dst: DirectGuest, *, channels: int = 0,
-                filter: bool = True, algorithm: str = DEFAULT_ALGORITHM,
+                filter: str = "perfplus", algorithm: str = DEFAULT_ALGORITHM,
                 timeout_s: float = 300.0) -> dict[str, Any]:
         """Ask the source daemon to migrate ``src`` into ``dst`` (both already configured
-        for ``channels``); the daemon's answer (``ok``, QEMU's figures, relay and Perf+
-        statistics)."""
+        for ``channels``) with the Perf+ ``filter`` mode (perfplus, measure or off); the
+        daemon's answer (``ok``, QEMU's figures, relay and Perf+ statistics)."""
         name = f"{src.name}->{dst.name}"
         with self._lock:
             self._guests[name] = (src, dst)

@@ -50,6 +50,18 @@ class Service:
 SERVICES: tuple[Service, ...] = (
     Service("libvirtd", ("libvirtd", "--listen"), ready_path="/run/libvirt/libvirt-sock"),
 )
+DAEMON_PORT = 49690
+
+
+def daemon_service(key_file: Path) -> Service:
+    """The host's Perf+ migration daemon (after libvirtd, whose domains it migrates)."""
+    cli = (sys.executable, "-m", "perfplus_agent.cli", "daemon")
+    return Service("perfplus-daemon",
+                   (*cli, "--listen", f"0.0.0.0:{DAEMON_PORT}", "--key-file", str(key_file)),
+                   ready_cmd=(*cli, "ping", f"127.0.0.1:{DAEMON_PORT}", "--key-file",
+                              str(key_file), "--timeout", "2"))
+
+
 CLUSTER_SERVICES: tuple[Service, ...] = (
     Service("corosync", ("corosync", "-f"), ready_cmd=("corosync-cfgtool", "-s"),
             cluster=True),
@@ -216,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     env = {"PATH": CLEAN_PATH, "HOME": "/root", "LC_ALL": "C"}
     if cluster:
         env |= PACEMAKER_ENV
-    init = Init(SERVICES + (CLUSTER_SERVICES if cluster else ()), env)
+    services = (*SERVICES, daemon_service(lab_dir / "cluster.key"))
+    init = Init(services + (CLUSTER_SERVICES if cluster else ()), env)
     try:
         setup_filesystem(host_dir, lab_dir, cluster)
         socket.sethostname(hostname)

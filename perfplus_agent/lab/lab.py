@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import libvirt
 
+from perfplus_agent.daemon.keys import generate_key_file
 from perfplus_agent.errors import PerfplusError
 from perfplus_agent.lab import netns, network, preflight
 from perfplus_agent.lab.cluster_config import prepare_cluster
@@ -155,6 +156,7 @@ class Lab:
         lay.hosts_file.write_text(lay.hosts_entries())
         lay.vm_dir.mkdir(exist_ok=True)
         lay.shared_dir.mkdir(exist_ok=True)
+        generate_key_file(lay.cluster_key)
         for host in lay.all_hosts():
             prepare_host_dirs(host)
         if cluster:

@@ -162,6 +162,11 @@ class LabLayout:
         return self.state_dir / "power.sock"
 
     @property
+    def cluster_key(self) -> Path:
+        """The Perf+ cluster key every host's migration daemon and agent use."""
+        return self.state_dir / "cluster.key"
+
+    @property
     def shared_dir(self) -> Path:
         """A directory every host sees at the same path (domain configurations live here,
         as they would on a cluster's shared or synchronised storage)."""

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from perfplus_agent.daemon.defaults import DEFAULT_KEY_FILE
+from perfplus_agent.daemon.defaults import DEFAULT_PORT as DAEMON_DEFAULT_PORT
 from perfplus_agent.migration.convergence import POLICIES
 from perfplus_agent.ocf.exitcodes import OcfError, OcfExit
 
@@ -48,6 +50,9 @@ class ParamSpec:
     unique: bool = False
     upstream: bool = True
     difference: str = ""
+
+
+DEFAULT_KEY_FILE_TEXT = str(DEFAULT_KEY_FILE)
 
 
 def _policy_list() -> str:
@@ -311,10 +316,29 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "perfplus", "boolean", "false",
-        "Migrate through the Perf+ daemon (not available yet)",
-        "When true, live migrations go through the per-node Perf+ migration daemon, which "
-        "skips resending memory pages whose content did not change. The daemon is not shipped "
-        "yet: with true, validate-all fails with a configuration error. Leave it false.",
+        "Migrate through the Perf+ migration daemons",
+        "When true, live migrations (migrate_to, and a start that finds the domain running on "
+        "another node) are carried out by the Perf+ migration daemon of the node that runs the "
+        "domain: QEMU's stream goes through its filter, which does not resend memory pages "
+        "whose content is unchanged since they were last sent, and travels encrypted to the "
+        "destination node's daemon. Every node needs `perfplus daemon` running and the same "
+        "cluster key. When false, libvirt migrates directly.",
+        upstream=False,
+        difference="The upstream agent has no equivalent.",
+    ),
+    ParamSpec(
+        "perfplus_key_file", "string", DEFAULT_KEY_FILE_TEXT,
+        "Cluster key of the Perf+ daemons",
+        "File holding the cluster key (made by `perfplus daemon keygen`, mode 0600) with which "
+        "the agent authenticates to the daemons. Used when perfplus is true.",
+        upstream=False,
+        difference="The upstream agent has no equivalent.",
+    ),
+    ParamSpec(
+        "perfplus_port", "integer", str(DAEMON_DEFAULT_PORT),
+        "TCP port of the Perf+ daemons",
+        "Port on which every node's Perf+ daemon listens, on the node's migration network "
+        "address (the node name plus migration_network_suffix). Used when perfplus is true.",
         upstream=False,
         difference="The upstream agent has no equivalent.",
     ),
@@ -383,6 +407,8 @@ class VirtualDomainParams:
     start_resources: bool = False
     peers: tuple[str, ...] = ()
     perfplus: bool = False
+    perfplus_key_file: str = DEFAULT_KEY_FILE_TEXT
+    perfplus_port: int = DAEMON_DEFAULT_PORT
     migration_policy: str = "default"
     stop_escalation_margin: int = 10  # seconds
 
@@ -442,6 +468,14 @@ def _port(reader: _Reader) -> int | None:
     if port is not None and not 1 <= port <= _MAX_PORT:
         raise _configured(f"migrateport must be a TCP port (1-{_MAX_PORT}), "
                           f"not {reader.raw('migrateport')!r}")
+    return port
+
+
+def _daemon_port(reader: _Reader) -> int:
+    port = reader.count("perfplus_port")
+    if not 1 <= port <= _MAX_PORT:
+        raise _configured(f"perfplus_port must be a TCP port (1-{_MAX_PORT}), "
+                          f"not {reader.raw('perfplus_port')!r}")
     return port
 
 
@@ -521,6 +555,8 @@ def parse_params(reskeys: Mapping[str, str]) -> VirtualDomainParams:
         start_resources=r.boolean("start_resources"),
         peers=_peers(r),
         perfplus=r.boolean("perfplus"),
+        perfplus_key_file=r.text("perfplus_key_file"),
+        perfplus_port=_daemon_port(r),
         migration_policy=_policy(r),
         stop_escalation_margin=r.count("stop_escalation_margin"),
     )

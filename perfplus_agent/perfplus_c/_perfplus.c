@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <sys/random.h>
 
-#define PERFPLUS_ABI 2
+#define PERFPLUS_ABI 3
 
 PyObject *pp_UnsupportedStream;
 

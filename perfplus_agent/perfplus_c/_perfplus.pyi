@@ -38,7 +38,11 @@ def _highwayhash(key: Buffer, data: Buffer, target: str, bits: int) -> bytes | i
 class Filter:
     """The tag tables of one migration session: one 16-byte slot per guest page."""
 
-    def __init__(self, algorithm: str, key: Buffer) -> None: ...
+    def __init__(self, algorithm: str, key: Buffer, *, dropping: bool = True) -> None: ...
+    @property
+    def dropping(self) -> bool:
+        """False for a measuring filter: tags are kept and unchanged pages counted, but every
+        page is forwarded."""
     def add_block(self, idstr: Buffer, length: int) -> int:
         """Register a RAMBlock (length rounded up to pages); returns its index."""
     def block_index(self, idstr: Buffer) -> int:
@@ -61,9 +65,10 @@ class Filter:
     def invalidate_all(self) -> None:
         """Forget every tag."""
     def filter_multifd(self, packet: Buffer, payload: Buffer, *, channel: int = 0,
-                       interval: int = 0) -> tuple[bytes, bytes, int, int]:
+                       interval: int = 0) -> tuple[bytes, bytes, int, int, int]:
         """Filter one QEMU 7.2 multifd packet of ``channel`` in barrier ``interval``:
-        (new_packet, kept_payload, kept, dropped)."""
+        (new_packet, kept_payload, kept, dropped, unchanged); ``unchanged`` counts the pages
+        that matched their tag (dropped, or forwarded by a measuring filter)."""
 
 class RamRewriter:
     """The main channel's RAM records of one migration, filtered and re-emitted canonically."""
@@ -77,7 +82,8 @@ class RamRewriter:
         """True when the source's last named block differs from the last block emitted."""
     @property
     def counters(self) -> dict[str, int]:
-        """Cumulative counters (records, pages_seen, pages_forwarded, ...)."""
+        """Cumulative counters (records, pages_seen, pages_forwarded, pages_dropped,
+        pages_unchanged, ...)."""
     @property
     def last_error(self) -> str | None:
         """Why the last feed returned UNSUPPORTED or MALFORMED, or None."""

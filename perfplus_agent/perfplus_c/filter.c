@@ -3,9 +3,10 @@
 
 #include <stdlib.h>
 
-int pp_filter_init(pp_filter *f, int alg, const uint8_t *key, size_t keylen)
+int pp_filter_init(pp_filter *f, int alg, const uint8_t *key, size_t keylen, int dropping)
 {
     memset(f, 0, sizeof *f);
+    f->dropping = !!dropping;
     if (pp_hasher_init(&f->hasher, alg, key, keylen) < 0)
         return PP_ERR_ARGUMENT;
     if (pthread_mutex_init(&f->lock, NULL) != 0)
@@ -115,8 +116,8 @@ void pp_filter_invalidate_all(pp_filter *f)
     pp_filter_unlock(f);
 }
 
-int pp_filter_page(const pp_hasher *h, pp_block *b, uint64_t offset, const uint8_t *page,
-                   uint8_t stamp)
+int pp_filter_page(const pp_filter *f, pp_block *b, uint64_t offset, const uint8_t *page,
+                   uint8_t stamp, int *unchanged)
 {
     uint64_t index = offset / PP_PAGE_SIZE;
     uint8_t *slot = b->tags[index];
@@ -126,15 +127,23 @@ int pp_filter_page(const pp_hasher *h, pp_block *b, uint64_t offset, const uint8
     /* another channel already carried this page in this interval */
     int shared = pp_stamp_shared(old, stamp);
 
-    if (pp_hash(h, page, PP_PAGE_SIZE, tag) < 0) {
+    *unchanged = 0;
+    if (pp_hash(&f->hasher, page, PP_PAGE_SIZE, tag) < 0) {
         pp_block_invalidate(b, offset, stamp); /* no tag known: forward, never drop */
         return 1;
     }
     tag[0] |= 1;
     memcpy(t, tag, sizeof t);
     memcpy(s, slot, sizeof s);
-    if (s[0] == t[0] && s[1] == t[1])
-        return 0;
+    if (s[0] == t[0] && s[1] == t[1]) {
+        *unchanged = 1;
+        if (f->dropping)
+            return 0;
+        /* forwarded although unchanged: the copy is in flight like any other, and every
+         * copy in flight on another channel in this interval equals the tag */
+        b->stamps[index] = shared ? (uint8_t)((stamp & 0xF0u) | PP_CHANNEL_SEVERAL) : stamp;
+        return 1;
+    }
     if (shared) {
         /* two different copies in flight on two channels: the destination keeps either */
         pp_block_invalidate(b, offset, stamp);

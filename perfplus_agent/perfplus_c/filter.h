@@ -56,6 +56,7 @@ typedef struct pp_filter {
     pp_hasher hasher;
     pthread_mutex_t lock;  /* serialises block registration */
     pthread_mutex_t pages; /* serialises page work of all channels (pp_filter_lock) */
+    int dropping;          /* 0: measure only (tags and counts kept, every page forwarded) */
     int nblocks;          /* accessed with __atomic builtins */
     uint64_t memory_bytes;
     pp_block *blocks[PP_MAX_BLOCKS];
@@ -69,7 +70,7 @@ enum {
     PP_ERR_FULL = -4,       /* PP_MAX_BLOCKS reached */
 };
 
-int pp_filter_init(pp_filter *f, int alg, const uint8_t *key, size_t keylen);
+int pp_filter_init(pp_filter *f, int alg, const uint8_t *key, size_t keylen, int dropping);
 void pp_filter_destroy(pp_filter *f);
 /* Registers a block; *index receives its index.  With ensure, an existing block of the same
  * (rounded) length is accepted and its index returned. */
@@ -89,11 +90,13 @@ static inline int pp_block_offset_ok(const pp_block *b, uint64_t offset)
 static inline void pp_filter_lock(pp_filter *f) { pthread_mutex_lock(&f->pages); }
 static inline void pp_filter_unlock(pp_filter *f) { pthread_mutex_unlock(&f->pages); }
 
-/* Tags the page at a validated offset, carried by the channel and interval of `stamp`:
- * returns 1 (forward) or 0 (drop: the slot already held this exact valid tag, so the
- * destination holds this content whichever copy it applied last). */
-int pp_filter_page(const pp_hasher *h, pp_block *b, uint64_t offset, const uint8_t *page,
-                   uint8_t stamp);
+/* Tags the page at a validated offset, carried by the channel and interval of `stamp`.
+ * *unchanged is set to 1 when the slot already held this exact valid tag (the destination
+ * holds this content whichever copy it applied last), else 0.  Returns 0 (drop) for an
+ * unchanged page when f->dropping, else 1 (forward): a measuring filter forwards every page
+ * and stamps the unchanged ones as carried. */
+int pp_filter_page(const pp_filter *f, pp_block *b, uint64_t offset, const uint8_t *page,
+                   uint8_t stamp, int *unchanged);
 
 /* Forgets the tag of a page the destination receives in a form the filter does not track
  * (zero page, XBZRLE, compressed), and stamps it. */

@@ -74,18 +74,22 @@ const char *pp_multifd_check_offsets(const uint8_t *pkt, const pp_multifd_packet
     return NULL;
 }
 
-uint32_t pp_multifd_filter(const pp_hasher *h, pp_block *b, const uint8_t *pkt, size_t pktlen,
+uint32_t pp_multifd_filter(const pp_filter *f, pp_block *b, const uint8_t *pkt, size_t pktlen,
                            const pp_multifd_packet *p, const uint8_t *payload,
-                           uint8_t *new_pkt, uint8_t *kept_payload, uint8_t stamp)
+                           uint8_t *new_pkt, uint8_t *kept_payload, uint8_t stamp,
+                           uint32_t *unchanged)
 {
     const uint8_t *offsets = pkt + PP_MULTIFD_HEADER;
     uint8_t *new_offsets = new_pkt + PP_MULTIFD_HEADER;
-    uint32_t kept = 0;
+    uint32_t kept = 0, same = 0;
 
     memcpy(new_pkt, pkt, PP_MULTIFD_HEADER);
     for (uint32_t i = 0; i < p->normal_pages; i++) {
         const uint8_t *page = payload + (size_t)i * PP_PAGE_SIZE;
-        if (pp_filter_page(h, b, pp_be64(offsets + 8 * (size_t)i), page, stamp)) {
+        int match;
+        int forward = pp_filter_page(f, b, pp_be64(offsets + 8 * (size_t)i), page, stamp, &match);
+        same += (uint32_t)match;
+        if (forward) {
             memcpy(new_offsets + 8 * (size_t)kept, offsets + 8 * (size_t)i, 8);
             memcpy(kept_payload + (size_t)kept * PP_PAGE_SIZE, page, PP_PAGE_SIZE);
             kept++;
@@ -94,5 +98,6 @@ uint32_t pp_multifd_filter(const pp_hasher *h, pp_block *b, const uint8_t *pkt, 
     memset(new_offsets + 8 * (size_t)kept, 0, pktlen - PP_MULTIFD_HEADER - 8 * (size_t)kept);
     pp_put_be32(new_pkt + PP_MULTIFD_OFF_NORMAL, kept);
     pp_put_be32(new_pkt + PP_MULTIFD_OFF_NEXT_SIZE, kept * PP_PAGE_SIZE);
+    *unchanged = same;
     return kept;
 }

@@ -30,10 +30,13 @@ const char *pp_multifd_parse(const uint8_t *pkt, size_t pktlen, size_t payload_l
 const char *pp_multifd_check_offsets(const uint8_t *pkt, const pp_multifd_packet *p,
                                      const pp_block *b, char *why, size_t whylen);
 
-/* Filters the packet's pages (carried with `stamp`, see filter.h) through b and writes the rewritten packet (pktlen bytes) and
- * the kept pages; returns the number of pages kept.  Call after both checks passed. */
-uint32_t pp_multifd_filter(const pp_hasher *h, pp_block *b, const uint8_t *pkt, size_t pktlen,
+/* Filters the packet's pages (carried with `stamp`, see filter.h) through b and writes the
+ * rewritten packet (pktlen bytes) and the kept pages; returns the number of pages kept and
+ * stores in *unchanged how many matched their tag (dropped, or forwarded when measuring).
+ * Call after both checks passed. */
+uint32_t pp_multifd_filter(const pp_filter *f, pp_block *b, const uint8_t *pkt, size_t pktlen,
                            const pp_multifd_packet *p, const uint8_t *payload,
-                           uint8_t *new_pkt, uint8_t *kept_payload, uint8_t stamp);
+                           uint8_t *new_pkt, uint8_t *kept_payload, uint8_t stamp,
+                           uint32_t *unchanged);
 
 #endif

@@ -5,11 +5,13 @@
 
 static PyObject *Filter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"algorithm", "key", NULL};
+    static char *kwlist[] = {"algorithm", "key", "dropping", NULL};
     const char *algorithm;
     Py_buffer key;
+    int dropping = 1;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sy*:Filter", kwlist, &algorithm, &key))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sy*|$p:Filter", kwlist, &algorithm, &key,
+                                     &dropping))
         return NULL;
     int alg = pp_py_algorithm(algorithm);
     if (alg < 0)
@@ -23,7 +25,7 @@ static PyObject *Filter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (self == NULL)
         goto fail;
     self->f = PyMem_RawMalloc(sizeof *self->f);
-    if (self->f == NULL || pp_filter_init(self->f, alg, key.buf, (size_t)key.len) != PP_OK) {
+    if (self->f == NULL || pp_filter_init(self->f, alg, key.buf, (size_t)key.len, dropping) != PP_OK) {
         PyMem_RawFree(self->f);
         self->f = NULL;
         Py_DECREF(self);
@@ -107,6 +109,12 @@ static PyObject *Filter_get_memory_bytes(FilterObject *self, void *closure)
         __atomic_load_n(&self->f->memory_bytes, __ATOMIC_RELAXED));
 }
 
+static PyObject *Filter_get_dropping(FilterObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->f->dropping);
+}
+
 /* The block of a call, or NULL with ValueError set. */
 static pp_block *block_arg(FilterObject *self, int block)
 {
@@ -178,9 +186,12 @@ static PyObject *Filter_filter(FilterObject *self, PyObject *args, PyObject *kwa
     bad = first_bad_offset(b, o, n);
     if (bad < 0) {
         pp_filter_lock(self->f);
-        for (Py_ssize_t i = 0; i < n; i++)
-            m[i] = (uint8_t)pp_filter_page(&self->f->hasher, b, pp_be64(o + 8 * i),
-                                           pg + i * (Py_ssize_t)PP_PAGE_SIZE, (uint8_t)stamp);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int same;
+            m[i] = (uint8_t)pp_filter_page(self->f, b, pp_be64(o + 8 * i),
+                                           pg + i * (Py_ssize_t)PP_PAGE_SIZE, (uint8_t)stamp,
+                                           &same);
+        }
         pp_filter_unlock(self->f);
     }
     Py_END_ALLOW_THREADS
@@ -278,17 +289,19 @@ static PyObject *Filter_filter_multifd(FilterObject *self, PyObject *args, PyObj
     kept_payload = PyBytes_FromStringAndSize(NULL, payload.len);
     if (new_pkt == NULL || kept_payload == NULL)
         goto out;
-    uint32_t kept;
+    uint32_t kept, unchanged;
     Py_BEGIN_ALLOW_THREADS
     pp_filter_lock(self->f);
-    kept = pp_multifd_filter(&self->f->hasher, b, pkt.buf, (size_t)pkt.len, &p, payload.buf,
+    kept = pp_multifd_filter(self->f, b, pkt.buf, (size_t)pkt.len, &p, payload.buf,
                              (uint8_t *)PyBytes_AS_STRING(new_pkt),
-                             (uint8_t *)PyBytes_AS_STRING(kept_payload), (uint8_t)stamp);
+                             (uint8_t *)PyBytes_AS_STRING(kept_payload), (uint8_t)stamp,
+                             &unchanged);
     pp_filter_unlock(self->f);
     Py_END_ALLOW_THREADS
     if (_PyBytes_Resize(&kept_payload, (Py_ssize_t)kept * PP_PAGE_SIZE) < 0)
         goto out;
-    result = Py_BuildValue("(OOII)", new_pkt, kept_payload, kept, p.normal_pages - kept);
+    result = Py_BuildValue("(OOIII)", new_pkt, kept_payload, kept, p.normal_pages - kept,
+                           unchanged);
 out:
     Py_XDECREF(new_pkt);
     Py_XDECREF(kept_payload);
@@ -312,7 +325,7 @@ static PyMethodDef Filter_methods[] = {
     {"filter_multifd", (PyCFunction)(void (*)(void))Filter_filter_multifd,
      METH_VARARGS | METH_KEYWORDS,
      "filter_multifd(packet, payload, *, channel=0, interval=0) -> (packet, payload, kept, "
-     "dropped)."},
+     "dropped, unchanged)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -320,6 +333,8 @@ static PyGetSetDef Filter_getset[] = {
     {"blocks", (getter)Filter_get_blocks, NULL, "Registered blocks as (idstr, length).", NULL},
     {"memory_bytes", (getter)Filter_get_memory_bytes, NULL, "Bytes held by all tag tables.",
      NULL},
+    {"dropping", (getter)Filter_get_dropping, NULL,
+     "False for a measuring filter: tags kept, unchanged pages counted but forwarded.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -329,7 +344,8 @@ PyTypeObject pp_FilterType = {
     .tp_basicsize = sizeof(FilterObject),
     .tp_dealloc = (destructor)Filter_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = PyDoc_STR("Filter(algorithm, key): the tag tables of one migration session."),
+    .tp_doc = PyDoc_STR("Filter(algorithm, key, *, dropping=True): the tag tables of one "
+                        "migration session (dropping=False: measure only, never drop)."),
     .tp_methods = Filter_methods,
     .tp_getset = Filter_getset,
     .tp_new = Filter_new,

@@ -10,8 +10,9 @@
 #include <stdio.h>
 
 const char *const pp_counter_names[PP_NCOUNTERS] = {
-    "records",          "pages_seen", "pages_forwarded", "pages_dropped", "zero_pages",
-    "xbzrle_pages",     "compressed_pages", "bytes_in",  "bytes_out",     "eos",
+    "records",      "pages_seen",       "pages_forwarded", "pages_dropped",
+    "pages_unchanged", "zero_pages",   "xbzrle_pages",    "compressed_pages",
+    "bytes_in",     "bytes_out",        "eos",
 };
 
 #define KNOWN_FLAGS                                                                         \
@@ -229,9 +230,11 @@ int pp_rewriter_feed(pp_rewriter *r, const uint8_t *in, size_t len, uint8_t *out
         r->counters[PP_C_RECORDS]++;
         if (kind == RAM_SAVE_FLAG_PAGE) {
             r->counters[PP_C_PAGES_SEEN]++;
-            emit = pp_filter_page(&r->filter->hasher, b, addr, payload,
-                                  pp_stamp(PP_CHANNEL_MAIN, r->counters[PP_C_EOS]));
+            int same;
+            emit = pp_filter_page(r->filter, b, addr, payload,
+                                  pp_stamp(PP_CHANNEL_MAIN, r->counters[PP_C_EOS]), &same);
             r->counters[emit ? PP_C_PAGES_FORWARDED : PP_C_PAGES_DROPPED]++;
+            r->counters[PP_C_PAGES_UNCHANGED] += (uint64_t)same;
         } else {
             pp_block_invalidate(b, addr, pp_stamp(PP_CHANNEL_MAIN, r->counters[PP_C_EOS]));
             r->counters[kind == RAM_SAVE_FLAG_ZERO     ? PP_C_ZERO_PAGES :

@@ -30,6 +30,7 @@ enum pp_counter {
     PP_C_PAGES_SEEN,
     PP_C_PAGES_FORWARDED,
     PP_C_PAGES_DROPPED,
+    PP_C_PAGES_UNCHANGED, /* matched their tag: dropped, or forwarded when measuring */
     PP_C_ZERO_PAGES,
     PP_C_XBZRLE_PAGES,
     PP_C_COMPRESSED_PAGES,

@@ -300,7 +300,8 @@ class MainChannel:
         self.session.stats.add(
             self._eos,
             pages_seen=delta["pages_seen"], pages_forwarded=delta["pages_forwarded"],
-            pages_dropped=delta["pages_dropped"], zero_pages=delta["zero_pages"],
+            pages_dropped=delta["pages_dropped"], pages_unchanged=delta["pages_unchanged"],
+            zero_pages=delta["zero_pages"],
             other_pages=delta["xbzrle_pages"] + delta["compressed_pages"],
             bytes_in=delta["bytes_in"], bytes_out=delta["bytes_out"])
 

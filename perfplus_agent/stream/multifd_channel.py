@@ -117,7 +117,7 @@ class MultifdChannel:
                 self._buf[start:start + total])
         view = memoryview(self._buf)
         try:
-            packet, payload, kept, dropped = self.session.filter.filter_multifd(
+            packet, payload, kept, dropped, unchanged = self.session.filter.filter_multifd(
                 view[start:start + packet_len], view[start + packet_len:start + total],
                 channel=self.index, interval=self._syncs)
         except UnsupportedStream as exc:
@@ -126,7 +126,7 @@ class MultifdChannel:
         finally:
             view.release()
         self.session.stats.add(self._syncs, pages_seen=normal, pages_forwarded=kept,
-                               pages_dropped=dropped, bytes_in=total,
+                               pages_dropped=dropped, pages_unchanged=unchanged, bytes_in=total,
                                bytes_out=len(packet) + len(payload))
         if flags & MULTIFD_FLAG_SYNC:
             self._syncs = self.session.multifd_passed_sync(self.index)

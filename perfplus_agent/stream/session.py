@@ -36,13 +36,16 @@ class StreamSession:
     """State of one filtered migration: tags, statistics, pass-through switch, barrier."""
 
     def __init__(self, channels: int = 0, algorithm: str = DEFAULT_ALGORITHM,
-                 barrier_timeout_s: float = BARRIER_TIMEOUT_S) -> None:
+                 dropping: bool = True, barrier_timeout_s: float = BARRIER_TIMEOUT_S) -> None:
+        """``dropping=False`` measures only: the same parsing, tags and barrier, every page
+        forwarded; ``pages_unchanged`` counts what a dropping session would have dropped."""
         if channels < 0:
             raise ValueError("channels must be >= 0")
         self.channels = channels
         self.algorithm = algorithm
-        self.filter = Filter(algorithm, new_key(algorithm))
-        self.stats = MigrationStats()
+        self.dropping = dropping
+        self.filter = Filter(algorithm, new_key(algorithm), dropping=dropping)
+        self.stats = MigrationStats(mode="filter" if dropping else "measure")
         self.barrier_timeout_s = barrier_timeout_s
         self._cond = threading.Condition()
         self._main_eos = 0

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 
 __all__ = ["IterationStats", "MigrationStats"]
 
-COUNTERS = ("pages_seen", "pages_forwarded", "pages_dropped", "zero_pages", "other_pages",
-            "bytes_in", "bytes_out")
+COUNTERS = ("pages_seen", "pages_forwarded", "pages_dropped", "pages_unchanged", "zero_pages",
+            "other_pages", "bytes_in", "bytes_out")
 
 
 @dataclass
@@ -31,6 +31,7 @@ class IterationStats:
     pages_seen: int = 0  # normal pages the source sent
     pages_forwarded: int = 0
     pages_dropped: int = 0  # unchanged since last forwarded: not sent
+    pages_unchanged: int = 0  # matched their tag: dropped, or forwarded when measuring
     zero_pages: int = 0
     other_pages: int = 0  # XBZRLE or compressed records (passed, tag invalidated)
     bytes_in: int = 0
@@ -45,7 +46,7 @@ class IterationStats:
 class MigrationStats:
     """Totals and per-iteration figures of one migration; safe to update from channel threads."""
 
-    mode: str = "filter"  # "filter", or "passthrough" once the rewriter stood aside
+    mode: str = "filter"  # "filter" or "measure", "passthrough" once the rewriter stood aside
     passthrough_reason: str | None = None
     iterations: list[IterationStats] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)

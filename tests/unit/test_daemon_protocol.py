@@ -28,10 +28,19 @@ def test_valid_requests():
     assert parse_request(req(op="ping")) == Ping()
     m = parse_request(req(**MIGRATE, channels=2, timeout_s=60, bandwidth_mib=100, filter=False))
     assert m == Migrate("vm1", "h2", "h2-mig:49690", "qemu+tcp://h2-mig/system", 2, 60.0, 100,
-                        False)
+                        "off")
     assert parse_request(req(**MIGRATE)).channels == 0
     assert parse_request(req(op="prepare-incoming", port=49700)) == PrepareIncoming(49700, 0)
     assert parse_request(req(op="data", session="ab", channel=3)) == DataOpen("ab", 3)
+
+
+@pytest.mark.parametrize(("value", "mode"), [
+    (None, "perfplus"), ("perfplus", "perfplus"), ("measure", "measure"), ("off", "off"),
+    (True, "perfplus"), (False, "off"),  # the booleans of older clients
+])
+def test_filter_modes(value, mode):
+    fields = MIGRATE if value is None else {**MIGRATE, "filter": value}
+    assert parse_request(req(**fields)).filter == mode
 
 
 @pytest.mark.parametrize(("frame", "match"), [
@@ -51,7 +60,9 @@ def test_valid_requests():
     (req(**MIGRATE, channels=1.5), "'channels' must be an integer"),
     (req(**MIGRATE, timeout_s=0), "'timeout_s' must be in"),
     (req(**MIGRATE, timeout_s="5"), "'timeout_s' must be a number"),
-    (req(**MIGRATE, filter="yes"), "'filter' must be true or false"),
+    (req(**MIGRATE, filter="yes"), "'filter' must be one of perfplus, measure, off"),
+    (req(**MIGRATE, filter=1), "'filter' must be one of"),
+    (req(**MIGRATE, filter=None), "'filter' must be one of"),
     (req(op="prepare-incoming"), "'port' must be an integer"),
     (req(op="prepare-incoming", port=70000), "'port' must be in 1..65535"),
     (req(op="data", session="x", channel=-1), "'channel' must be in"),

@@ -194,6 +194,29 @@ def test_migrate_through_both_daemons(channels, transform):
         assert received[0].startswith(MAGIC_MAIN)
 
 
+@pytest.mark.parametrize("mode", ["perfplus", "measure", "off", True, False])
+def test_migrate_reports_the_filter_mode(mode):
+    dest = make_server(qemu_host="127.0.0.2", port_range=(49770, 49779))
+    src = make_server(port_range=(49770, 49779), migrate_fn=fake_libvirt([]))
+    try:
+        answer = request(src.address, KEY, {**MIGRATE, "dest_address": addr(dest),
+                                            "filter": mode}, 30)
+    finally:
+        src.stop()
+        dest.stop()
+    assert answer["ok"], answer
+    want = {True: "perfplus", False: "off"}.get(mode, mode)
+    if want == "off":
+        assert answer["perfplus"] is None
+    else:
+        perfplus = answer["perfplus"]
+        assert perfplus["filter"] == want
+        # the fake stream is QEVM with a bad version: the rewriter stands aside
+        assert perfplus["mode"] == "passthrough"
+        assert "pages_unchanged" in perfplus["totals"]
+    assert answer["relay"]["bytes_out"] == answer["relay"]["bytes_in"]
+
+
 def test_migrate_failures_are_clear():
     dest = make_server(qemu_host="127.0.0.2", port_range=(49760, 49769))
     src = make_server(port_range=(49760, 49769), migrate_fn=fake_libvirt([]))

@@ -310,12 +310,12 @@ def test_multifd_filters_and_compacts():
     pages = pages_of(rng, 4)
     pkt = packet(offs)
     assert len(pkt) == 320 + 8 * 128
-    new, payload, kept, dropped = f.filter_multifd(pkt, pages)
+    new, payload, kept, dropped, _ = f.filter_multifd(pkt, pages)
     assert (new, payload, kept, dropped) == (
         pkt[:320] + be64s(offs) + bytes(8 * 124), pages, 4, 0)
     changed = bytearray(pages)
     changed[PAGE * 2 + 5] ^= 1  # page at 2*PAGE changes
-    new, payload, kept, dropped = f.filter_multifd(pkt, bytes(changed))
+    new, payload, kept, dropped, _ = f.filter_multifd(pkt, bytes(changed))
     assert (kept, dropped) == (1, 3)
     assert payload == bytes(changed[2 * PAGE:3 * PAGE])
     assert len(new) == len(pkt)
@@ -323,15 +323,15 @@ def test_multifd_filters_and_compacts():
     assert new[24:320] == pkt[24:320]
     assert new[320:] == be64s([2 * PAGE]) + bytes(8 * 127)
     # all dropped: still a packet to forward
-    new, payload, kept, dropped = f.filter_multifd(pkt, bytes(changed))
-    assert (payload, kept, dropped) == (b"", 0, 4)
+    new, payload, kept, dropped, unchanged = f.filter_multifd(pkt, bytes(changed))
+    assert (payload, kept, dropped, unchanged) == (b"", 0, 4, 4)
     assert struct.unpack(">II", new[16:24]) == (0, 0)
 
 
 def test_multifd_sync_packet_with_no_pages_and_unknown_block():
     f = pc.Filter("md5", b"")
     pkt = packet([], flags=1, ramblock=b"")
-    new, payload, kept, dropped = f.filter_multifd(pkt, b"")
+    new, payload, kept, dropped, _ = f.filter_multifd(pkt, b"")
     assert (payload, kept, dropped) == (b"", 0, 0)
     assert new == pkt[:320] + bytes(8 * 128)
     assert struct.unpack(">I", new[8:12]) == (1,)
@@ -375,7 +375,8 @@ def test_multifd_and_filter_share_tables():
     b = f.add_block(b"pc.ram", 16 * PAGE)
     pages = pages_of(rng, 2)
     f.filter(b, be64s([0, PAGE]), pages)
-    _, _, kept, dropped = f.filter_multifd(packet([PAGE, 0], alloc=2), pages[PAGE:] + pages[:PAGE])
+    _, _, kept, dropped, _ = f.filter_multifd(packet([PAGE, 0], alloc=2),
+                                              pages[PAGE:] + pages[:PAGE])
     assert (kept, dropped) == (0, 2)
 
 
@@ -406,3 +407,87 @@ def test_copies_of_a_page_on_two_channels_in_one_interval():
     assert f.filter(blk, off, c1, channel=0, interval=10) == b"\x00"
     with pytest.raises(ValueError, match="channel must be"):
         f.filter(blk, off, c1, channel=13)
+
+
+# ---------------------------------------------------------------- measure-only mode
+
+def test_dropping_flag():
+    assert pc.Filter("md5", b"").dropping is True
+    assert pc.Filter("md5", b"", dropping=False).dropping is False
+    with pytest.raises(AttributeError):
+        pc.Filter("md5", b"").dropping = False  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        pc.Filter("md5", b"", False)  # keyword only
+
+
+def test_measure_mode_forwards_everything_and_counts_what_it_would_drop():
+    rng = random.Random(21)
+    offs = [5 * PAGE, 9 * PAGE, 2 * PAGE, 100 * PAGE]
+    pages = pages_of(rng, 4)
+    changed = bytearray(pages)
+    changed[PAGE * 2 + 5] ^= 1
+    pkt = packet(offs)
+    seen = {}
+    for dropping in (True, False):
+        f = pc.Filter("highwayhash", pc.new_key("highwayhash"), dropping=dropping)
+        b = f.add_block(b"pc.ram", 1024 * PAGE)
+        runs = [f.filter_multifd(pkt, pages), f.filter_multifd(pkt, bytes(changed)),
+                f.filter_multifd(pkt, bytes(changed), channel=1, interval=1)]
+        seen[dropping] = [r[2:] for r in runs]
+        if not dropping:
+            for new, payload, *_ in runs[1:]:  # the packet passes unchanged
+                assert (new, payload) == (pkt[:320] + be64s(offs) + bytes(8 * 124),
+                                          bytes(changed))
+        mask = f.filter(b, be64s(offs), bytes(changed))
+        assert mask == (b"\x00" * 4 if dropping else b"\x01" * 4)
+    # (kept, dropped, unchanged): the measuring filter keeps all, unchanged = would-be drops
+    assert seen[True] == [(4, 0, 0), (1, 3, 3), (0, 4, 4)]
+    assert seen[False] == [(4, 0, 0), (4, 0, 3), (4, 0, 4)]
+
+
+def test_measure_mode_main_channel_counters():
+    rng = random.Random(22)
+    pages = pages_of(rng, 3)
+    ram = b"\x06pc.ram"
+    stream = struct.pack(">Q", 16 * PAGE | 0x04) + ram + struct.pack(">Q", 16 * PAGE)
+    stream += struct.pack(">Q", 0x10)
+
+    def section(named: bool) -> bytes:  # canonical: only a first record may name the block
+        return b"".join(
+            (struct.pack(">Q", i * PAGE | 0x08) + ram if named and i == 0 else
+             struct.pack(">Q", i * PAGE | 0x28)) + pages[i * PAGE:(i + 1) * PAGE]
+            for i in range(3)) + struct.pack(">Q", 0x10)
+
+    outs = {}
+    for dropping in (True, False):
+        rw = pc.RamRewriter(pc.Filter("siphash", pc.new_key("siphash"), dropping=dropping))
+        out = b""
+        for chunk in (stream, section(True), section(False)):
+            piece, consumed, status = rw.feed(chunk)
+            assert (consumed, status) == (len(chunk), pc.EOS)
+            out += piece
+        outs[dropping] = (out, rw.counters)
+    out, c = outs[False]
+    assert out == stream + section(True) + section(False)  # nothing dropped or rewritten
+    assert (c["pages_seen"], c["pages_forwarded"], c["pages_dropped"], c["pages_unchanged"]) \
+        == (6, 6, 0, 3)
+    assert c["bytes_in"] == c["bytes_out"]
+    _, c = outs[True]
+    assert (c["pages_seen"], c["pages_forwarded"], c["pages_dropped"], c["pages_unchanged"]) \
+        == (6, 3, 3, 3)
+
+
+def test_measure_mode_keeps_the_two_channel_rule():
+    """A forwarded unchanged copy is in flight like any other: another channel's different
+    copy in the same interval then forgets the tag, as in dropping mode."""
+    rng = random.Random(23)
+    a, b_ = pages_of(rng, 1), pages_of(rng, 1)
+    f = pc.Filter("highwayhash", pc.new_key("highwayhash"), dropping=False)
+    blk = f.add_block(b"pc.ram", 16 * PAGE)
+    off = be64s([PAGE])
+    f.filter(blk, off, a, channel=0, interval=0)
+    assert f.filter_multifd(packet([PAGE]), a, channel=0, interval=1)[2:] == (1, 0, 1)
+    assert f.filter_multifd(packet([PAGE]), b_, channel=1, interval=1)[2:] == (1, 0, 0)
+    # the destination holds a or b_: neither may count as unchanged next interval
+    assert f.filter_multifd(packet([PAGE]), a, channel=0, interval=2)[2:] == (1, 0, 0)
+    assert f.filter_multifd(packet([PAGE]), a, channel=0, interval=3)[2:] == (1, 0, 1)
