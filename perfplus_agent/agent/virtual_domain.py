@@ -24,7 +24,9 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import libvirt
 from lxml import etree
@@ -77,6 +79,11 @@ SHUTDOWN_MODES = {  # keys: params.SHUTDOWN_MODE_NAMES (a unit test keeps them e
 }
 POLL_S = 0.25
 LIBVIRT_CALL_MAX_S = 10.0
+# A libvirt daemon that does not answer is asked again (every RETRY_PERIOD_S) for this share
+# of the time an action has left before the action gives up on it.
+PATIENCE_SHARE = 1 / 3
+RETRY_PERIOD_S = 1.0
+T = TypeVar("T")
 MONITOR_SCRIPT_MAX_S = 30.0
 SHUTDOWN_RESEND_S = 5.0
 
@@ -236,7 +243,7 @@ class VirtualDomainAgent:
         cfg = self.config()
         self.state_file.update(domain=cfg.name)
         try:
-            local = self.hv.state(cfg.name)
+            local = self._patiently(lambda: self.hv.state(cfg.name), "libvirt here")
         except UNREACHABLE as exc:
             raise OcfError(OcfExit.ERR_GENERIC, f"cannot start {cfg.name}: {exc}") from None
         if local.state is DomainState.RUNNING:
@@ -260,6 +267,20 @@ class VirtualDomainAgent:
         self._run_monitor_scripts()
         return OcfExit.SUCCESS
 
+    def _patiently(self, call: Callable[[], T], what: str) -> T:
+        """``call()``, asked again while it finds libvirt unreachable, for up to
+        PATIENCE_SHARE of the time left (a restarting libvirtd is back within seconds)."""
+        end = time.monotonic() + self.deadline.remaining() * PATIENCE_SHARE
+        while True:
+            try:
+                return call()
+            except UNREACHABLE as exc:
+                if time.monotonic() + RETRY_PERIOD_S >= end:
+                    raise
+                log.info("%s does not answer (%s): asking again for up to %.0f s", what, exc,
+                         end - time.monotonic())
+                time.sleep(RETRY_PERIOD_S)
+
     def peers(self) -> list[str]:
         """The nodes that might run the domain: the cluster's, or the ``peers`` parameter."""
         me = self.local_node()
@@ -271,8 +292,20 @@ class VirtualDomainAgent:
         """The one peer running the domain, None if none does; OcfError when that cannot be
         known or several run it."""
         budget = min(LIBVIRT_CALL_MAX_S, max(2.0, self.deadline.remaining() / 4))
+        end = time.monotonic() + max(budget, self.deadline.remaining() * PATIENCE_SHARE)
         answers = ask_peers(cfg.name, self.peers(), self.peer_uri, budget)
-        silent = [a for a in answers if a.state is None]
+        while True:  # a restarting libvirtd answers within seconds: ask the silent ones again
+            silent = [a for a in answers if a.state is None]
+            if not silent or time.monotonic() + RETRY_PERIOD_S >= end:
+                break
+            log.info("cannot ask %s yet (%s): asking again for up to %.0f s",
+                     ", ".join(a.node for a in silent), silent[0].detail,
+                     end - time.monotonic())
+            time.sleep(RETRY_PERIOD_S)
+            again = {a.node: a for a in ask_peers(
+                cfg.name, [a.node for a in silent], self.peer_uri,
+                max(1.0, min(budget, end - time.monotonic())))}
+            answers = [again.get(a.node, a) for a in answers]
         for answer in silent:
             if self.cluster.was_fenced(answer.node):
                 log.info("peer %s cannot be asked but was fenced: it runs nothing", answer.node)
@@ -463,6 +496,14 @@ class VirtualDomainAgent:
             log.info("domain %s is already stopped", name)
             self.state_file.forget()
             return OcfExit.SUCCESS
+        try:
+            return self._stop_with_libvirt(name, state)
+        except UNREACHABLE as exc:
+            # libvirtd stopped answering mid-way (e.g. it still waits on a peer for a failed
+            # migration's job): the QEMU process is stopped directly, as destroy would.
+            return self._stop_without_libvirt(name, str(exc))
+
+    def _stop_with_libvirt(self, name: str, state: DomainState) -> OcfExit:
         p = self.params
         if p.save_config_on_stop:
             self._save_config(name)  # before any kind of stop, force_stop included

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
 import click
 
 from perfplus_agent.bench.agent_bench import run_agent_bench
-from perfplus_agent.bench.environment import environment
 from perfplus_agent.bench.filter_bench import format_table as format_filter_table
 from perfplus_agent.bench.filter_bench import run_filter_bench
 from perfplus_agent.bench.fuzz_targets import run_fuzz
 from perfplus_agent.bench.lab_bench import run_lab_bench
 from perfplus_agent.cli.lab import method_option
+from perfplus_agent.cli.reporting import json_option, write_json
 from perfplus_agent.lab.demo import run_demo
 from perfplus_agent.lab.maintenance import format_report
 
@@ -33,10 +32,6 @@ def _table(summary: dict[str, dict[str, float]]) -> str:
         rows.append(f"{key:26} {s['min']:9.2f} {s['median']:9.2f} {s['max']:9.2f} "
                     f"{target:>8}  {met}")
     return "\n".join(rows)
-
-
-json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-                           help="Also write every figure and the environment to this file.")
 
 
 @click.group()
@@ -58,14 +53,7 @@ def _report(name: str, title: str, summary: dict, samples: dict, json_path: Path
     """Print a benchmark's summary table and write everything as JSON when asked."""
     click.echo(f"perfplus bench {name}: {title}")
     click.echo(_table(summary))
-    _write_json(json_path, name, summary, samples)
-
-
-def _write_json(path: Path | None, name: str, summary: dict, samples: dict) -> None:
-    if path:
-        path.write_text(json.dumps({"benchmark": name, "environment": environment(),
-                                    "summary": summary, "samples": samples}, indent=2) + "\n")
-        _say(f"figures written to {path}")
+    write_json(json_path, name, summary, samples)
 
 
 @bench.command(name="agent")
@@ -90,7 +78,7 @@ def bench_maintenance(vms: int, probe_hz: float, method: str, json_path: Path | 
     summary = {"evacuation_s": report.evacuation_s, "worst_downtime_ms": report.worst_downtime_ms,
                "worst_service_gap_ms": report.worst_gap_ms, "all_live": report.all_live,
                "target_worst_downtime_ms": 300}
-    _write_json(json_path, "maintenance", summary, asdict(report))
+    write_json(json_path, "maintenance", summary, asdict(report))
 
 
 @bench.command(name="filter")
@@ -104,7 +92,7 @@ def bench_filter(rounds: int, large_mib: int, json_path: Path | None) -> None:
     click.echo(f"perfplus bench filter: {rounds} rounds, HighwayHash {result.highwayhash_target}, "
                f"hot {result.hot_bytes // 1024} KiB, large {result.large_bytes >> 20} MiB")
     click.echo(format_filter_table(result))
-    _write_json(json_path, "filter", result.summary(), asdict(result))
+    write_json(json_path, "filter", result.summary(), asdict(result))
 
 
 @bench.command(name="fuzz")
@@ -120,6 +108,6 @@ def bench_fuzz(runs: int, json_path: Path | None) -> None:
         if r.detail:
             click.echo(r.detail)
     summary = {r.target: {"executions": r.executions, "crashes": r.crashes} for r in results}
-    _write_json(json_path, "fuzz", summary, {"runs": [asdict(r) for r in results]})
+    write_json(json_path, "fuzz", summary, {"runs": [asdict(r) for r in results]})
     if any(r.crashes for r in results):
         raise SystemExit(1)

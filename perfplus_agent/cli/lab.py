@@ -6,12 +6,15 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
+from perfplus_agent.cli.reporting import json_option, write_json
 from perfplus_agent.errors import UsageError
 from perfplus_agent.lab import network
 from perfplus_agent.lab.demo import run_demo
+from perfplus_agent.lab.faults import format_fault_report, run_faults
 from perfplus_agent.lab.guests import Guests, parse_memory
 from perfplus_agent.lab.hosts import enter_argv
 from perfplus_agent.lab.image import build_image
@@ -263,3 +266,31 @@ def demo(vms: int, method: str, keep: bool) -> None:
     if not 1 <= vms <= 8:
         raise UsageError("--vms must be between 1 and 8")
     click.echo(format_report(run_demo(_say, vms=vms, keep=keep, method=method)))
+
+
+@lab.command()
+@click.option("--name", default="faults", show_default=True,
+              help="Name of the cluster lab the faults run in (brought up if needed).")
+@click.option("--count", default=14, show_default=True,
+              help="Faults to inject (the seven kinds in turn).")
+@click.option("--seed", default=1, show_default=True, help="Seed of the injection timing.")
+@click.option("--keep", is_flag=True, help="Leave the lab up afterwards.")
+@json_option
+def faults(name: str, count: int, seed: int, keep: bool, json_path: Path | None) -> None:
+    """Faults during live migrations under Pacemaker; exits 1 unless every one is survived."""
+    if count < 1:
+        raise UsageError("--count must be at least 1")
+    the_lab = _lab(name, 3)
+    the_lab.up(cluster=True)
+    try:
+        report = run_faults(the_lab, _say, count=count, seed=seed)
+    finally:
+        if keep:
+            _say(f"lab {name!r} kept: 'perfplus lab down --name {name}' removes it")
+        else:
+            the_lab.down()
+    click.echo(format_fault_report(report))
+    write_json(json_path, "faults", {k: v for k, v in report.as_json().items()
+                                     if k != "outcomes"}, report.as_json())
+    if report.survived != len(report.outcomes):
+        raise SystemExit(1)

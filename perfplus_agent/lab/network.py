@@ -17,7 +17,7 @@ from perfplus_agent.lab import netns
 from perfplus_agent.lab.layout import HostLayout, LabLayout
 from perfplus_agent.proc import run
 
-__all__ = ["build", "parse_rate", "set_link_state", "shape_migration_link"]
+__all__ = ["build", "parse_rate", "set_link_state", "shape_host_link", "shape_migration_link"]
 
 _RATE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit|bps|kibps|mibps|gibps)$", re.I)
 _RATE_FACTORS = {
@@ -97,16 +97,19 @@ def build(lab: LabLayout) -> None:
 def shape_migration_link(lab: LabLayout, rate: str | None) -> None:
     """Limit every host's migration egress to ``rate`` (None removes the limit)."""
     for host in lab.all_hosts():
-        if rate is None:
-            run(["tc", "-n", host.netns, "qdisc", "del", "dev", "mig0", "root"], check=False)
-            continue
-        bps = parse_rate(rate)
-        # veth offloads hand tc up to 64 KiB segments: the bucket must hold a few of them.
-        burst = max(256 * 1024, bps // 50)
-        run(
-            ["tc", "-n", host.netns, "qdisc", "replace", "dev", "mig0", "root", "tbf",
-             "rate", f"{bps * 8}bit", "burst", str(burst), "latency", "100ms"]
-        )
+        shape_host_link(host, rate)
+
+
+def shape_host_link(host: HostLayout, rate: str | None) -> None:
+    """Limit one host's migration egress (what it sends) to ``rate``; None removes it."""
+    if rate is None:
+        run(["tc", "-n", host.netns, "qdisc", "del", "dev", "mig0", "root"], check=False)
+        return
+    bps = parse_rate(rate)
+    # veth offloads hand tc up to 64 KiB segments: the bucket must hold a few of them.
+    burst = max(256 * 1024, bps // 50)
+    run(["tc", "-n", host.netns, "qdisc", "replace", "dev", "mig0", "root", "tbf",
+         "rate", f"{bps * 8}bit", "burst", str(burst), "latency", "100ms"])
 
 
 def set_link_state(host: HostLayout, up: bool) -> None:

@@ -6,9 +6,10 @@ import os
 import signal
 from pathlib import Path
 
-from perfplus_agent.lab import netns
 from perfplus_agent.lab.guest_xml import guest_xml
 from perfplus_agent.lab.guests import Guests
+from perfplus_agent.lab.host_procs import pids_named
+from perfplus_agent.lab.host_procs import qemu_pid as host_qemu_pid
 from perfplus_agent.lab.hosts import wait_libvirt
 from perfplus_agent.lab.ocf_exec import LAB_AGENT_PARAMS, OcfRun, run_ocf
 
@@ -56,25 +57,12 @@ def where(guests: Guests, name: str) -> list[str]:
 
 
 def qemu_pid(guests: Guests, host: str, name: str) -> int | None:
-    ns = guests.layout.host_named(host).netns
-    for pid in netns.pids_in_netns(ns):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if cmd and b"qemu-system" in cmd[0] and f"guest={name},".encode() in b" ".join(cmd):
-            return pid
-    return None
+    return host_qemu_pid(guests.layout.host_named(host), name)
 
 
 def daemon_pid(guests: Guests, host: str, comm: str) -> int | None:
-    for pid in netns.pids_in_netns(guests.layout.host_named(host).netns):
-        try:
-            if Path(f"/proc/{pid}/comm").read_text().strip() == comm:
-                return pid
-        except OSError:
-            continue
-    return None
+    pids = pids_named(guests.layout.host_named(host), comm)
+    return pids[0] if pids else None
 
 
 def freeze(pid: int) -> None:
