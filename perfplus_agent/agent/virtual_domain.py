@@ -396,6 +396,7 @@ class VirtualDomainAgent:
         req = MigrationRequest(
             dest_uri=self.peer_uri(dest_node), migrate_uri=self.stream_uri(dest_node),
             bandwidth_mib=p.migration_speed, timeout_s=max(1.0, self.deadline.remaining()),
+            abort_wait_s=max(1.0, self.deadline.margin_s - self.hv.timeout / 2),
             flags=flags, extra_params=options.params,
         )
         result = live_migrate(dom, req, dest_conn=dest_conn,
@@ -444,8 +445,8 @@ class VirtualDomainAgent:
             result = self._live_migrate(dom, source_node=self.local_node(), dest_node=target,
                                         dest_conn=dest.conn)
         except MigrationError as exc:
-            still = self.hv.state(cfg.name).state.value
-            raise OcfError(OcfExit.ERR_GENERIC, f"{exc} (here it is {still})") from None
+            raise OcfError(OcfExit.ERR_GENERIC, f"{exc} ({self._state_here(cfg.name)})") \
+                from None
         except (*UNREACHABLE, HypervisorError) as exc:
             raise OcfError(OcfExit.ERR_GENERIC, f"live migration of {cfg.name} to {target} "
                            f"failed: {exc}") from None
@@ -453,6 +454,15 @@ class VirtualDomainAgent:
             dest.close()
         self._log_result(cfg.name, self.local_node(), target, result)
         return OcfExit.SUCCESS
+
+    def _state_here(self, name: str) -> str:
+        """The domain's state on this node for an exit reason, if there is time to ask."""
+        if self.deadline.remaining_total() < self.hv.timeout + 1.0:
+            return "no time left to ask libvirt for its state here"
+        try:
+            return f"here it is {self.hv.state(name).state.value}"
+        except (*UNREACHABLE, HypervisorError) as exc:
+            return f"its state here is unknown: {exc}"
 
     def _already_migrated(self, cfg: DomainConfig, target: str, detail: str) -> OcfExit:
         """migrate_to found nothing here: success only if the target already runs it."""

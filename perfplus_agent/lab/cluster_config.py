@@ -57,7 +57,10 @@ def _seed_cib(lab: LabLayout, path: Path) -> None:
     """An empty CIB with the settings a lab needs from the first second."""
     path.write_text(run(["cibadmin", "--empty"]).stdout)
     env = {**os.environ, "CIB_file": str(path)}
-    for name, value in (("dc-deadtime", "2s"), ("stonith-enabled", "true"),
+    # cluster-delay: how long past an action's timeout the DC waits for its result from a
+    # node (60 s by default, for real networks; the lab's is a bridge on one machine).
+    for name, value in (("dc-deadtime", "2s"), ("cluster-delay", "10s"),
+                        ("stonith-enabled", "true"),
                         ("cluster-name", lab.name)):
         run(["crm_attribute", "--type", "crm_config", "--name", name, "--update", value],
             env=env)

@@ -40,14 +40,14 @@ VM = "fvm"
 MEMORY_MIB = 128
 WORKLOAD = "-m 32 -r 500 -s 0.5 -i 0.5"
 MIGRATION_SPEED_MIB = 24  # a migration lasts seconds: long enough to be hit mid-way
-MIGRATE_TO_TIMEOUT_S = 20  # the non-converging migration is aborted before this
+MIGRATE_TO_TIMEOUT_S = 15  # the non-converging migration is aborted before this
 TRICKLE = "1mbit"  # the migration link of a migration that cannot converge
 SETTLE_TIMEOUT_S = 150
 QEMU_APPEAR_TIMEOUT_S = 30.0
 JOB_END_TIMEOUT_S = 60.0
 BOOT_TIMEOUT_S = 60.0
 SAMPLE_PERIOD_S = 0.2
-STABLE_S = 3.0  # how long a settled placement must hold
+STABLE_S = 2.0  # how long a settled placement must hold
 NODES = ("h1", "h2", "h3")
 
 
@@ -375,8 +375,10 @@ def _one_round(guests: Guests, number: int, fault: str, *, rng: random.Random,
         if not settled:
             _revive_stacks(lab)
             settled = _settle(lab, guests, via)
-        r.crm("crm", "resource", "clear", VM)
-        settled = _settle(lab, guests, via) and settled
+        r.crm("crm", "resource", "clear", VM)  # moves nothing: stickiness keeps it put
+        settled = settled and lab.run_in(
+            via, ["crm_resource", "--wait", "--timeout=60s"], timeout=90,
+            check=False).returncode == 0
     running = _running_copies(guests)
     pacemaker = _pacemaker_on(lab, via) or ()
     intact = _memory_intact(guests, running[0]) if len(running) == 1 else None

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     if not host:
         print("fence_perfplus_lab: plug= (the host) is required", file=sys.stderr)
         sys.exit(1)
-    steps = {"reboot": ("off", "on"), "off": ("off",), "on": ("on",), "status": ("status",)}
+    steps = {"reboot": ("reboot",), "off": ("off",), "on": ("on",), "status": ("status",)}
     if action not in steps:
         print(f"fence_perfplus_lab: unknown action {action}", file=sys.stderr)
         sys.exit(1)

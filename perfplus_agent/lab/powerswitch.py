@@ -2,7 +2,8 @@
 on, so that fencing in the lab has a real effect (a fenced host's every process dies).
 
 Protocol on a unix socket, one request line, one reply line:
-``off HOST`` / ``on HOST`` / ``status HOST`` -> ``ok`` | ``on`` | ``off`` | ``error <why>``.
+``off HOST`` / ``on HOST`` / ``reboot HOST`` (off now, on REBOOT_DELAY_S later) /
+``status HOST`` -> ``ok`` | ``on`` | ``off`` | ``error <why>``.
 Run as ``python -m perfplus_agent.lab.powerswitch LAB_NAME STATE_ROOT`` (the lab starts it).
 """
 
@@ -22,6 +23,7 @@ from perfplus_agent.lab.layout import LabLayout
 __all__ = ["request", "serve"]
 
 REQUEST_TIMEOUT = 60.0
+REBOOT_DELAY_S = 5.0
 
 
 def request(sock_path: str | Path, line: str, timeout: float = REQUEST_TIMEOUT) -> str:
@@ -50,8 +52,8 @@ def serve(lab: Lab) -> None:
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:
             words = self.rfile.readline(256).decode(errors="replace").split()
-            reply = "error usage: off|on|status HOST"
-            if len(words) == 2 and words[0] in ("off", "on", "status"):
+            reply = "error usage: off|on|reboot|status HOST"
+            if len(words) == 2 and words[0] in ("off", "on", "reboot", "status"):
                 with lock:
                     try:
                         reply = _act(lab, words[0], words[1])
@@ -68,14 +70,35 @@ def serve(lab: Lab) -> None:
         server.serve_forever()
 
 
+_pending_on: dict[str, threading.Timer] = {}  # host -> the end of its reboot
+
+
 def _act(lab: Lab, action: str, host: str) -> str:
     if action == "status":
         return "on" if lab.is_powered(host) else "off"
-    if action == "off":
+    pending = _pending_on.pop(host, None)
+    if pending is not None:
+        pending.cancel()  # a later request overrides the end of an earlier reboot
+    if action in ("off", "reboot"):
         lab.power_off(host)
+        if action == "reboot":
+            # Like a real machine, the host comes back only after a while: a host that
+            # rejoined before its fencing was reported would take the report for a second
+            # fencing of itself ("we were allegedly just fenced") and stay down.
+            timer = threading.Timer(REBOOT_DELAY_S, _power_on_later, (lab, host))
+            _pending_on[host] = timer
+            timer.start()
         return "ok"
     lab.power_on(host)
     return "ok"
+
+
+def _power_on_later(lab: Lab, host: str) -> None:
+    try:
+        lab.power_on(host)
+        _log(f"on {host} (end of reboot) -> ok")
+    except PerfplusError as exc:
+        _log(f"on {host} (end of reboot) -> error {exc}")
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ class MigrationRequest:
     migrate_uri: str | None = None
     bandwidth_mib: int = 0  # 0: unlimited
     timeout_s: float = 300.0
+    abort_wait_s: float = 30.0  # after an abort, how long libvirt may take to return
     flags: int = DEFAULT_FLAGS
     extra_params: dict[str, object] | None = None  # more VIR_MIGRATE_PARAM_* entries
     poll_s: float = 0.2
@@ -95,6 +96,11 @@ def live_migrate(
         thread.join(req.poll_s)
         if not thread.is_alive():
             break
+        if time.monotonic() - t0 > req.timeout_s and not aborted:
+            aborted = (f"did not finish within {req.timeout_s:.0f} s")
+            _try(dom.abortJob)
+        if aborted:
+            break
         try:
             raw = dom.jobStats()
         except libvirt.libvirtError:
@@ -106,13 +112,15 @@ def live_migrate(
         if on_progress:
             on_progress(last)
         decision = controller.observe(last) if controller else None
-        if decision is not None and not aborted:
+        if decision is not None:
             aborted = _apply(dom, decision)
-        if time.monotonic() - t0 > req.timeout_s and not aborted:
-            aborted = (f"did not finish within {req.timeout_s:.0f} s")
-            _try(dom.abortJob)
-    thread.join(30)
+    thread.join(req.abort_wait_s if aborted else None)
     wall = time.monotonic() - t0
+    if thread.is_alive():
+        # libvirt is still busy with the aborted job (e.g. waiting on an unreachable peer):
+        # no answer for it any more; the caller reports a failure in time.
+        raise MigrationError(f"migration of {name} {aborted} and was aborted; libvirt has "
+                             f"not confirmed the abort within {req.abort_wait_s:.0f} s")
     if aborted and outcome["error"] is not None:
         raise MigrationError(
             f"migration of {name} {aborted} and was aborted; the guest stays on the source"

@@ -4,7 +4,9 @@ an OCF exit code (and a one-line exit reason for Pacemaker), never a traceback."
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
 import time
 from collections.abc import Mapping
 
@@ -49,12 +51,37 @@ def _dispatch(env: OcfEnvironment, params: VirtualDomainParams) -> OcfExit:
         "validate-all": agent.validate,
         "reload-agent": agent.validate,  # every parameter is read afresh by each action
     }
+    watchdog = _watchdog(env)
     try:
         return handlers[env.action]()
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         agent.hv.close()
         log.debug("timing: %s took %.1f ms, of which %.1f ms waiting on libvirt", env.action,
                   (time.monotonic() - t0) * 1000, waited_s() * 1000)
+
+
+def _watchdog(env: OcfEnvironment) -> threading.Timer | None:
+    """The last line of defence for deadlines: shortly before Pacemaker's timeout an action
+    still blocked in a call (libvirt waiting on a dead peer, say) ends with an error and a
+    reason, so that Pacemaker never has to kill the agent and guess."""
+    if env.timeout_s <= 0:
+        return None
+    margin = max(0.5, min(1.0, env.timeout_s * 0.05))
+
+    def fire() -> None:
+        reason = (f"{env.action} gave up {margin:.1f} s before its {env.timeout_s:.0f} s "
+                  "timeout: a call it made did not return; its outcome is unknown")
+        write_exit_reason(reason, env.exit_reason_prefix)
+        log.error("%s", reason)
+        logging.shutdown()
+        os._exit(int(OcfExit.ERR_GENERIC))
+
+    timer = threading.Timer(env.timeout_s - margin, fire)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def run(argv: list[str], environ: Mapping[str, str] | None = None) -> int:

@@ -70,6 +70,7 @@ def test_unknown_domain_is_not_running(guests, tmp_path):
     ({"force_stop": "true", "snapshot": "/tmp"}, "force_stop"),
     ({"stateless": "true"}, "stateless"),
     ({"force_stop": "maybe"}, "force_stop must be a boolean"),
+    ({"perfplus": "true", "perfplus_port": "70000"}, "perfplus_port must be a TCP port"),
 ])
 def test_bad_parameters(guests, tmp_path, extra, needle):
     params = {**domain_config(guests, "badp", tmp_path), **extra}
@@ -79,13 +80,6 @@ def test_bad_parameters(guests, tmp_path, extra, needle):
     assert where(guests, "badp") == []
     probe = run_agent(guests, "h1", "monitor", params, {"interval": "0"})
     assert probe.rc == NOT_RUNNING and probe.exit_reason is None
-
-
-def test_perfplus_without_the_daemon_is_a_configuration_error(guests, tmp_path):
-    params = {**domain_config(guests, "pp", tmp_path), "perfplus": "true"}
-    res = run_agent(guests, "h1", "validate-all", params)
-    assert res.rc == CONFIGURED
-    assert "Perf+ migration daemon" in one_line_reason(res)
 
 
 def test_unknown_action(guests, tmp_path):

@@ -1,5 +1,9 @@
 """Pure pieces of the agent: URIs, libvirt state interpretation, deadlines, environment."""
 
+import subprocess
+import sys
+import time
+
 import libvirt
 import pytest
 
@@ -130,3 +134,24 @@ def test_migrate_options_rejected(text, needle):
         parse_migrate_options(text)
     assert err.value.code is OcfExit.ERR_CONFIGURED
     assert needle in str(err.value)
+
+
+def test_watchdog_ends_a_blocked_action_before_the_timeout_with_a_reason():
+    """An action stuck in a call that never returns exits 1 with an exit reason shortly
+    before Pacemaker's timeout, instead of being killed by Pacemaker."""
+    script = (
+        "import time\n"
+        "from perfplus_agent.ocf.environment import OcfEnvironment\n"
+        "from perfplus_agent.ocf.runner import _watchdog\n"
+        "env = OcfEnvironment.from_environ(['x', 'migrate_to'], "
+        "{'OCF_RESKEY_CRM_meta_timeout': '2000'})\n"
+        "_watchdog(env)\n"
+        "time.sleep(10)\n"
+    )
+    t0 = time.monotonic()
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=30, check=False)
+    elapsed = time.monotonic() - t0
+    assert res.returncode == 1
+    assert 1.0 < elapsed < 2.0 + 0.5
+    assert "ocf-exit-reason:migrate_to gave up" in res.stderr
