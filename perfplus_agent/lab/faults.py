@@ -64,6 +64,7 @@ class FaultOutcome:
     pacemaker_on: tuple[str, ...]  # where Pacemaker says it is active
     max_running: int  # most running copies seen at one moment during the round
     memory_intact: bool | None  # None: runs nowhere, nothing to check
+    restarted: bool  # the recovery booted the guest afresh (it did not move or stay live)
     settled: bool
     seconds: float
     detail: str = ""
@@ -106,6 +107,11 @@ class FaultReport:
         return sum(o.lost for o in self.outcomes)
 
     @property
+    def restarted(self) -> int:
+        """Rounds whose recovery booted the guest afresh instead of keeping it live."""
+        return sum(o.restarted for o in self.outcomes)
+
+    @property
     def stopped(self) -> int:
         """Rounds that ended with the guest stopped (Pacemaker agreeing)."""
         return sum(not o.running_on and not o.pacemaker_on for o in self.outcomes)
@@ -113,7 +119,7 @@ class FaultReport:
     def as_json(self) -> dict[str, object]:
         return {"injected": self.injected, "survived": self.survived,
                 "double_active": self.double_active, "lost": self.lost,
-                "stopped": self.stopped,
+                "stopped": self.stopped, "restarted": self.restarted,
                 "seconds": round(self.seconds, 1),
                 "outcomes": [asdict(o) | {"double_active": o.double_active, "lost": o.lost,
                                           "survived": o.survived} for o in self.outcomes]}
@@ -359,6 +365,8 @@ def _one_round(guests: Guests, number: int, fault: str, *, rng: random.Random,
     target = others[number % 2]
     via = others[(number + 1) % 2]
     r = Round(lab, guests, number, source, target, via)
+    consoles = {h.name: guests.console(VM, h) for h in lab.layout.all_hosts()}
+    offsets = {name: console.size() for name, console in consoles.items()}
     injected, detail = False, ""
     with RunningSampler(guests, VM) as sampler:
         r.crm("crm", "resource", "move", VM, target)
@@ -382,8 +390,11 @@ def _one_round(guests: Guests, number: int, fault: str, *, rng: random.Random,
     running = _running_copies(guests)
     pacemaker = _pacemaker_on(lab, via) or ()
     intact = _memory_intact(guests, running[0]) if len(running) == 1 else None
+    restarted = any("PERFPLUS-GUEST BOOTED" in line for name in running
+                    for line in consoles[name].lines(offsets[name])[0])
     outcome = FaultOutcome(number, fault, source, target, injected, running, pacemaker,
-                           sampler.max_running, intact, settled, time.monotonic() - t0,
+                           sampler.max_running, intact, restarted, settled,
+                           time.monotonic() - t0,
                            detail + (f"; two running copies seen: {sorted(sampler.seen_on)}"
                                      if sampler.seen_on else ""))
     say(_line(outcome))
@@ -394,8 +405,9 @@ def _line(o: FaultOutcome) -> str:
     verdict = "survived" if o.survived else "FAILED"
     where = ",".join(o.running_on) or "nowhere"
     memory = {True: "memory intact", False: "MEMORY BAD", None: "not running"}[o.memory_intact]
+    how = "restarted" if o.restarted else "live"
     return (f"#{o.round:<3} {o.fault:27} {o.source}->{o.target}: {verdict}: runs on {where} "
-            f"(Pacemaker: {','.join(o.pacemaker_on) or 'stopped'}), {memory}, "
+            f"(Pacemaker: {','.join(o.pacemaker_on) or 'stopped'}), {how}, {memory}, "
             f"{o.seconds:.0f} s; {o.detail}")
 
 
@@ -433,4 +445,6 @@ def format_fault_report(report: FaultReport) -> str:
                if report.stopped else "")
     return (f"{report.injected} faults injected, {report.survived} survived, "
             f"{report.double_active} double-active, {report.lost} lost "
-            f"({report.seconds:.0f} s{stopped})")
+            f"({report.seconds:.0f} s; the guest kept running live through "
+            f"{len(report.outcomes) - report.restarted - report.stopped}, was restarted by "
+            f"the recovery after {report.restarted}{stopped})")

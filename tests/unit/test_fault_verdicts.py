@@ -4,9 +4,9 @@ from perfplus_agent.lab.faults import FaultOutcome, FaultReport, format_fault_re
 
 
 def outcome(running=("h2",), pacemaker=("h2",), max_running=1, intact=True, settled=True,
-            injected=True) -> FaultOutcome:
+            injected=True, restarted=False) -> FaultOutcome:
     return FaultOutcome(1, "kill destination QEMU", "h1", "h2", injected, running, pacemaker,
-                        max_running, intact, settled, 10.0)
+                        max_running, intact, restarted, settled, 10.0)
 
 
 def test_one_copy_where_pacemaker_says_with_memory_intact_survives():
@@ -36,8 +36,9 @@ def test_unsettled_or_not_injected_is_not_survived():
 
 
 def test_report_line():
-    report = FaultReport([outcome(), outcome(max_running=2), outcome(running=(), pacemaker=(),
-                                                                     intact=None)], 42.0)
-    assert format_fault_report(report).startswith(
-        "3 faults injected, 2 survived, 1 double-active, 0 lost (42 s; 1 ended with the guest "
-        "stopped")
+    report = FaultReport([outcome(), outcome(max_running=2, restarted=True),
+                          outcome(running=(), pacemaker=(), intact=None)], 42.0)
+    assert format_fault_report(report) == (
+        "3 faults injected, 2 survived, 1 double-active, 0 lost (42 s; the guest kept running "
+        "live through 1, was restarted by the recovery after 1; 1 ended with the guest stopped, "
+        "as Pacemaker says)")
