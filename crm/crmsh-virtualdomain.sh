@@ -7,6 +7,10 @@
 #   MIGRATION_SUFFIX  appended to a node name to reach it over the migration network
 #                     (default -mig: node1 -> node1-mig); empty to use the node names
 #   TRANSPORT         libvirt transport between nodes (default tcp; ssh or tls in production)
+#   PREFER            optional: a node the VM prefers (score 50, below the stickiness of 100,
+#                     so a running VM is not moved back just because that node returned)
+#   APART_FROM        optional: another VM resource this one should not share a node with
+#                     (score -100: kept apart when possible, together when it must)
 #
 # allow-migrate=true turns a move into migrate_to + migrate_from (live); the op timeouts are
 # the budgets the agent derives its own deadlines from (it aborts a migration before its
@@ -23,3 +27,9 @@ crm configure primitive "$VM" ocf:perfplus:VirtualDomain \
     op start timeout=90s op stop timeout=90s \
     op monitor interval=10s timeout=30s \
     op migrate_to timeout=120s op migrate_from timeout=60s
+if [ -n "${PREFER:-}" ]; then
+    crm configure location "$VM-prefers-$PREFER" "$VM" 50: "$PREFER"
+fi
+if [ -n "${APART_FROM:-}" ]; then
+    crm configure colocation "$VM-apart-from-$APART_FROM" -100: "$VM" "$APART_FROM"
+fi

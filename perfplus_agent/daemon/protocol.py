@@ -19,6 +19,7 @@ from typing import Any
 
 from perfplus_agent.errors import PerfplusError
 from perfplus_agent.perfplus_c import ALGORITHMS, DEFAULT_ALGORITHM
+from perfplus_agent.stream.multifd_channel import MAX_CHANNELS as FILTERED_CHANNELS
 
 __all__ = [
     "FILTER_MODES",
@@ -39,6 +40,7 @@ __all__ = [
 
 MAX_MESSAGE = 64 * 1024
 MAX_CHANNELS = 16  # multifd channels per migration
+MAX_FILTERED_CHANNELS = FILTERED_CHANNELS  # what the filter's per-page channel stamps allow
 MAX_TIMEOUT_S = 24 * 3600.0
 MAX_TEXT = 1024
 # What the source daemon does to a migration's stream: filter it (drop unchanged pages),
@@ -192,7 +194,7 @@ def parse_request(frame: bytes) -> Request:
     if op == "ping":
         return Ping()
     if op == "migrate":
-        return Migrate(
+        msg = Migrate(
             domain=_text(obj, "domain"),
             dest_node=_text(obj, "dest_node"),
             dest_address=_text(obj, "dest_address"),
@@ -203,6 +205,11 @@ def parse_request(frame: bytes) -> Request:
             filter=_filter_mode(obj),
             algorithm=_choice(obj, "algorithm", DEFAULT_ALGORITHM, ALGORITHMS),
         )
+        if msg.filter != "off" and msg.channels > MAX_FILTERED_CHANNELS:
+            raise ProtocolError(f"the Perf+ filter handles at most {MAX_FILTERED_CHANNELS} "
+                                f"multifd channels, not {msg.channels}; ask for fewer, or "
+                                "for filter 'off'")
+        return msg
     if op == "prepare-incoming":
         return PrepareIncoming(port=_int(obj, "port", None, 1, 65535),
                                channels=_int(obj, "channels", 0, 0, MAX_CHANNELS))

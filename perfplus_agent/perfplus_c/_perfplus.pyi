@@ -43,6 +43,9 @@ class Filter:
     def dropping(self) -> bool:
         """False for a measuring filter: tags are kept and unchanged pages counted, but every
         page is forwarded."""
+    def stop_dropping(self) -> None:
+        """Forward every page from now on; returns once no batch of any channel is still
+        working with dropping on."""
     def add_block(self, idstr: Buffer, length: int) -> int:
         """Register a RAMBlock (length rounded up to pages); returns its index."""
     def block_index(self, idstr: Buffer) -> int:

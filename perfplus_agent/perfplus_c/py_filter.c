@@ -115,6 +115,18 @@ static PyObject *Filter_get_dropping(FilterObject *self, void *closure)
     return PyBool_FromLong(self->f->dropping);
 }
 
+/* From now on never drop a page.  Taken under the page lock: once this returns, no batch of
+ * any channel is half-way with dropping still on. */
+static PyObject *Filter_stop_dropping(FilterObject *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_BEGIN_ALLOW_THREADS
+    pp_filter_lock(self->f);
+    self->f->dropping = 0;
+    pp_filter_unlock(self->f);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 /* The block of a call, or NULL with ValueError set. */
 static pp_block *block_arg(FilterObject *self, int block)
 {
@@ -311,6 +323,8 @@ out:
 }
 
 static PyMethodDef Filter_methods[] = {
+    {"stop_dropping", (PyCFunction)Filter_stop_dropping, METH_NOARGS,
+     "stop_dropping(): forward every page from now on (waits for batches in progress)."},
     {"add_block", (PyCFunction)Filter_add_block, METH_VARARGS,
      "add_block(idstr, length) -> int: register a RAMBlock, return its index."},
     {"block_index", (PyCFunction)Filter_block_index, METH_O,

@@ -69,6 +69,9 @@ class StreamSession:
             self.stats.mode = "passthrough"
             self.stats.passthrough_reason = reason
             self._cond.notify_all()
+        # A channel that read ``filtering`` just before may still be filtering a batch: the
+        # filter itself stops dropping, under the lock all page work takes.
+        self.filter.stop_dropping()
         log.warning("Perf+ stands aside for this migration (verbatim pass-through): %s", reason)
 
     def abort(self, reason: str) -> StreamAborted:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from perfplus_agent.lab.cluster_config import FENCE_AGENT
 from perfplus_agent.lab.cluster_status import cluster_view, wait_online
 from perfplus_agent.lab.guests import Guests
 from perfplus_agent.lab.service_probe import ServiceProbe
@@ -59,8 +60,10 @@ def test_cluster_comes_up_fast_with_working_fencing(cluster, cguests):
 
 def test_crmsh_recipe_and_node_standby_move_the_vm_live(cluster, cguests):
     config = vm_config(cguests, "vmc")
-    recipe(cguests, "h1", "crmsh-virtualdomain.sh", {"VM": "vmc", "CONFIG": config})
+    recipe(cguests, "h1", "crmsh-virtualdomain.sh",
+           {"VM": "vmc", "CONFIG": config, "PREFER": "h2"})
     src = wait_active(cguests, "vmc", lambda w: len(w) == 1)[0]
+    assert src == "h2", "the recipe's location preference was not applied"
     cguests.wait_booted("vmc", cguests.layout.host_named(src))
     try:
         with ServiceProbe(cguests.layout, cguests.spec("vmc").ip) as probe:
@@ -80,10 +83,14 @@ def test_crmsh_recipe_and_node_standby_move_the_vm_live(cluster, cguests):
 
 def test_pcs_recipe_and_resource_move(cluster, cguests):
     config = vm_config(cguests, "vmp")
-    recipe(cguests, "h2", "pcs-virtualdomain.sh", {"VM": "vmp", "CONFIG": config})
+    in_node(cguests, "h2", ["pcs", "resource", "create", "pdummy", "ocf:pacemaker:Dummy"])
+    neighbour = wait_active(cguests, "pdummy", lambda w: len(w) == 1)[0]
+    recipe(cguests, "h2", "pcs-virtualdomain.sh",
+           {"VM": "vmp", "CONFIG": config, "APART_FROM": "pdummy"})
     src = wait_active(cguests, "vmp", lambda w: len(w) == 1)[0]
+    assert src != neighbour, "the recipe's anti-colocation was not applied"
     cguests.wait_booted("vmp", cguests.layout.host_named(src))
-    dst = next(h for h in ("h1", "h2", "h3") if h != src)
+    dst = next(h for h in ("h1", "h2", "h3") if h not in (src, neighbour))
     try:
         in_node(cguests, "h2", ["pcs", "resource", "move", "vmp", dst])
         wait_active(cguests, "vmp", lambda w: w == (dst,))
@@ -93,6 +100,26 @@ def test_pcs_recipe_and_resource_move(cluster, cguests):
     finally:
         in_node(cguests, "h2", ["pcs", "resource", "disable", "vmp", "--wait=60"])
         in_node(cguests, "h2", ["pcs", "resource", "delete", "vmp"])
+        in_node(cguests, "h2", ["pcs", "resource", "delete", "pdummy"])
+
+
+@pytest.mark.parametrize(("script", "delete"), [
+    ("crmsh-fencing.sh", ["crm", "configure", "delete", "fence-recipe"]),
+    ("pcs-fencing.sh", ["pcs", "stonith", "delete", "fence-recipe"]),
+], ids=["crmsh", "pcs"])
+def test_fencing_recipe_registers_a_working_device(cluster, cguests, script, delete):
+    recipe(cguests, "h1", script, {
+        "DEVICE": "fence-recipe", "FENCE_AGENT": FENCE_AGENT, "NODES": "h1 h2 h3",
+        "FENCE_PARAMS": f"socket={cluster.layout.power_socket}"})
+    try:
+        wait_active(cguests, "fence-recipe", lambda w: len(w) == 1)
+        listed = in_node(cguests, "h2", ["stonith_admin", "--list-registered"]).stdout
+        assert "fence-recipe" in listed
+        can = in_node(cguests, "h2", ["stonith_admin", "--list", "h3"]).stdout
+        assert "fence-recipe" in can, "the device does not say it can fence h3"
+    finally:
+        in_node(cguests, "h1", delete)
+        settle(cguests)
 
 
 def test_start_elsewhere_of_a_vm_left_running_migrates_it(cluster, cguests):

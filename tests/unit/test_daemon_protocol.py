@@ -56,6 +56,7 @@ def test_filter_modes(value, mode):
     (req(**{**MIGRATE, "domain": "a\nb"}), "control characters"),
     (req(**{k: v for k, v in MIGRATE.items() if k != "dest_uri"}), "'dest_uri'"),
     (req(**MIGRATE, channels=17), "'channels' must be in 0..16"),
+    (req(**MIGRATE, channels=14), r"the Perf\+ filter handles at most 13 multifd channels"),
     (req(**MIGRATE, channels=True), "'channels' must be an integer"),
     (req(**MIGRATE, channels=1.5), "'channels' must be an integer"),
     (req(**MIGRATE, timeout_s=0), "'timeout_s' must be in"),

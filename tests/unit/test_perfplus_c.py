@@ -11,6 +11,7 @@ import pytest
 
 from perfplus_agent import perfplus_c as pc
 from perfplus_agent.perfplus_c import _perfplus
+from perfplus_agent.stream.session import StreamSession
 
 PAGE = 4096
 HH_KEY = bytes(range(32))  # the library's test key: words 0x0706050403020100, ...
@@ -475,6 +476,27 @@ def test_measure_mode_main_channel_counters():
     _, c = outs[True]
     assert (c["pages_seen"], c["pages_forwarded"], c["pages_dropped"], c["pages_unchanged"]) \
         == (6, 3, 3, 3)
+
+
+def test_stop_dropping_forwards_unchanged_pages_from_then_on():
+    rng = random.Random(29)
+    a = pages_of(rng, 1)
+    f = pc.Filter("highwayhash", pc.new_key("highwayhash"))
+    blk = f.add_block(b"pc.ram", 16 * PAGE)
+    off = be64s([PAGE])
+    assert f.filter(blk, off, a) == b"\x01"
+    assert f.filter(blk, off, a, interval=1) == b"\x00"
+    f.stop_dropping()
+    assert f.dropping is False
+    assert f.filter(blk, off, a, interval=2) == b"\x01"
+
+
+def test_standing_aside_stops_the_shared_filter_dropping():
+    """Whatever channel reads ``filtering`` a moment too late, the filter drops nothing."""
+    session = StreamSession(channels=2)
+    assert session.filter.dropping
+    session.stand_aside("a record Perf+ does not know")
+    assert not session.filtering and session.filter.dropping is False
 
 
 def test_measure_mode_keeps_the_two_channel_rule():
