@@ -429,8 +429,15 @@ def run_faults(lab: Lab, say: Callable[[str], None], count: int = 14,
     kinds = list(FAULTS)
     outcomes = []
     for number in range(1, count + 1):
-        outcomes.append(_one_round(guests, number, kinds[(number - 1) % len(kinds)],
-                                   rng=rng, say=say))
+        fault = kinds[(number - 1) % len(kinds)]
+        try:
+            outcomes.append(_one_round(guests, number, fault, rng=rng, say=say))
+        except PerfplusError as exc:  # the round could not be judged: a failure, go on
+            outcomes.append(FaultOutcome(number, fault, "?", "?", False, (), (), 0, None, False,
+                                         False, 0.0, f"the round broke off: {exc}"))
+            say(_line(outcomes[-1]))
+            _revive_stacks(lab)
+            _settle(lab, guests, "h1")
         if len(outcomes[-1].running_on) == 0:
             # Stopped with Pacemaker's agreement: a legitimate end, but the next fault needs
             # a running guest. Failures may have banned it everywhere; that is what cleanup

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -15,10 +17,11 @@ from perfplus_agent.errors import PerfplusError, UsageError
 from perfplus_agent.lab.accel import Accel, choose_accel
 from perfplus_agent.lab.console import GuestConsole
 from perfplus_agent.lab.guest_xml import GuestSpec, console_log_path, guest_xml, serial_socket_path
+from perfplus_agent.lab.host_procs import qemu_pid
 from perfplus_agent.lab.image import build_image
 from perfplus_agent.lab.lab import Lab
 from perfplus_agent.lab.layout import HostLayout
-from perfplus_agent.libvirt_conn import open_connection
+from perfplus_agent.libvirt_conn import LibvirtUnreachable, open_connection
 from perfplus_agent.migration.live import MigrationRequest, MigrationResult, Progress, live_migrate
 from perfplus_agent.qemu.tcgfix import check_migratable, wrapper_path
 
@@ -67,10 +70,19 @@ class Guests:
 
     # -- where -----------------------------------------------------------------------------
     def locate(self, name: str) -> list[HostLayout]:
-        """Every host on which ``name`` is active (more than one would be a bug to report)."""
+        """Every host on which ``name`` is active (more than one would be a bug to report).
+        A powered-off host runs nothing; on a host whose libvirtd is down (killed, or
+        restarting) the guest's QEMU process is what counts."""
         found = []
         for host in self.layout.all_hosts():
-            conn = open_connection(host.local_uri)
+            if not self.lab.is_powered(host.name):
+                continue
+            try:
+                conn = open_connection(host.local_uri)
+            except LibvirtUnreachable:
+                if qemu_pid(host, name) is not None:
+                    found.append(host)
+                continue
             try:
                 dom = conn.lookupByName(name)
                 if dom.isActive():
@@ -181,7 +193,13 @@ class Guests:
         """Stop ``name`` wherever it runs and forget it."""
         self.spec(name)
         for host in self.locate(name):
-            conn = open_connection(host.local_uri)
+            try:
+                conn = open_connection(host.local_uri)
+            except LibvirtUnreachable:
+                pid = qemu_pid(host, name)
+                if pid is not None:
+                    os.kill(pid, signal.SIGKILL)
+                continue
             try:
                 conn.lookupByName(name).destroy()
             except libvirt.libvirtError:

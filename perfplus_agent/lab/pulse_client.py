@@ -20,6 +20,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
+CONNECTED = "CONNECTED"  # on stderr once the first TCP reply arrived
+
 __all__ = ["ChannelResult", "main"]
 
 
@@ -111,6 +113,9 @@ def probe(host: str, port: int, rate: float, max_seconds: float, stop: list[bool
                 for line in lines:
                     boot = _parse_pong(line)
                     if boot:
+                        if not tcp.received:
+                            sys.stderr.write(f"{CONNECTED}\n")  # ServiceProbe waits for it
+                            sys.stderr.flush()
                         tcp.reply(now, boot)
             else:
                 try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import select
 import signal
 import subprocess
 import sys
@@ -12,8 +13,11 @@ from dataclasses import dataclass
 from perfplus_agent.errors import PerfplusError
 from perfplus_agent.lab.guest_xml import PULSE_PORT
 from perfplus_agent.lab.layout import LabLayout
+from perfplus_agent.lab.pulse_client import CONNECTED
 
 __all__ = ["ServiceProbe", "ServiceResult"]
+
+CONNECT_TIMEOUT_S = 20.0  # the client's first TCP reply from the guest
 
 
 @dataclass(frozen=True)
@@ -45,12 +49,27 @@ class ServiceProbe:
         self.result: ServiceResult | None = None
 
     def start(self, settle_s: float = 0.5) -> ServiceProbe:
+        """Start the client and return once it has its first TCP reply (then ``settle_s``
+        more), so that what follows is measured on an open connection."""
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, text=True)
-        time.sleep(settle_s)  # let the connection open and the first replies arrive
-        if self.proc.poll() is not None:
-            self.stop()
-        return self
+        assert self.proc.stderr is not None
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stderr], [], [],
+                                        max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            line = self.proc.stderr.readline()
+            if not line:  # the client ended: stop() reports why
+                self.stop()
+                return self
+            if line.strip() == CONNECTED:
+                time.sleep(settle_s)
+                return self
+        self.stop()
+        raise PerfplusError(f"service probe: no reply from the guest within "
+                            f"{CONNECT_TIMEOUT_S:.0f} s")
 
     def stop(self) -> ServiceResult:
         assert self.proc is not None

@@ -104,7 +104,7 @@ def test_pcs_recipe_and_resource_move(cluster, cguests):
 
 
 @pytest.mark.parametrize(("script", "delete"), [
-    ("crmsh-fencing.sh", ["crm", "configure", "delete", "fence-recipe"]),
+    ("crmsh-fencing.sh", ["crm", "configure", "delete", "--force", "fence-recipe"]),
     ("pcs-fencing.sh", ["pcs", "stonith", "delete", "fence-recipe"]),
 ], ids=["crmsh", "pcs"])
 def test_fencing_recipe_registers_a_working_device(cluster, cguests, script, delete):

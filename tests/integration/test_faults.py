@@ -19,7 +19,7 @@ COUNT = 50  # the seven kinds in turn: each at least 7 times
 
 def test_sampler_sees_a_guest_running_twice(guests):
     """The double-active detector on the real path: one guest started on two hosts."""
-    spec = guests.create("twice", "h1", 64, wait=False)
+    spec = guests.create("twice", "h1", 128)
     sampler = RunningSampler(guests, "twice")
     assert sampler.running_now() == ("h1",)
     conn = open_connection(guests.layout.host_named("h2").local_uri)
