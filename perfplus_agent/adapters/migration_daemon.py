@@ -59,8 +59,10 @@ def daemon_address(node: str, suffix: str = "", port: int = DEFAULT_PORT) -> str
 def migrate_via_daemon(source_address: str, key_file: Path, *, domain: str, dest_node: str,
                        dest_address: str, dest_uri: str, timeout_s: float,
                        bandwidth_mib: int = 0, channels: int = 0,
-                       filter_mode: str = "perfplus") -> DaemonMigration:
-    """Have the daemon at ``source_address`` migrate ``domain`` to ``dest_node``."""
+                       filter_mode: str = "perfplus", xbzrle_cache_mib: int = 0,
+                       stop_copy_after: int = 0) -> DaemonMigration:
+    """Have the daemon at ``source_address`` migrate ``domain`` to ``dest_node``
+    (``xbzrle_cache_mib`` and ``stop_copy_after`` are for comparisons, see protocol.py)."""
     from perfplus_agent.daemon.client import DaemonError, request  # noqa: PLC0415 (heavy)
     from perfplus_agent.daemon.keys import load_key  # noqa: PLC0415
     try:
@@ -70,7 +72,8 @@ def migrate_via_daemon(source_address: str, key_file: Path, *, domain: str, dest
     message = {"op": "migrate", "domain": domain, "dest_node": dest_node,
                "dest_address": dest_address, "dest_uri": dest_uri,
                "timeout_s": max(1.0, timeout_s), "bandwidth_mib": bandwidth_mib,
-               "channels": channels, "filter": filter_mode}
+               "channels": channels, "filter": filter_mode,
+               "xbzrle_cache_mib": xbzrle_cache_mib, "stop_copy_after": stop_copy_after}
     try:
         answer = request(source_address, key, message, timeout=timeout_s + ANSWER_MARGIN_S)
     except DaemonError as exc:

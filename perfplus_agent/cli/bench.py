@@ -12,6 +12,7 @@ from perfplus_agent.bench.filter_bench import format_table as format_filter_tabl
 from perfplus_agent.bench.filter_bench import run_filter_bench
 from perfplus_agent.bench.fuzz_targets import run_fuzz
 from perfplus_agent.bench.lab_bench import run_lab_bench
+from perfplus_agent.bench.migrate_bench import SCENARIOS, as_json, format_table, run_migrate_bench
 from perfplus_agent.cli.lab import method_option
 from perfplus_agent.cli.reporting import json_option, write_json
 from perfplus_agent.lab.demo import run_demo
@@ -111,3 +112,25 @@ def bench_fuzz(runs: int, json_path: Path | None) -> None:
     write_json(json_path, "fuzz", summary, {"runs": [asdict(r) for r in results]})
     if any(r.crashes for r in results):
         raise SystemExit(1)
+
+
+@bench.command(name="migrate")
+@click.option("--link", default="32mibps", show_default=True,
+              help="Migration link rate (tc), e.g. 32mibps or 100mbit.")
+@click.option("--memory", "memory_mib", default=256, show_default=True, help="Guest MiB.")
+@click.option("--rate", default=3000, show_default=True,
+              help="Guest page writes per second (paper, converge, random scenarios).")
+@click.option("--hard-rate", default=8000, show_default=True,
+              help="Page writes per second of the 'hard' scenario (90% same content).")
+@click.option("--scenario", "scenarios", multiple=True, type=click.Choice(list(SCENARIOS)),
+              help="Run only these scenarios (default: all).")
+@json_option
+def bench_migrate(*, link: str, memory_mib: int, rate: int, hard_rate: int,
+                  scenarios: tuple[str, ...], json_path: Path | None) -> None:
+    """Perf+ against plain pre-copy and XBZRLE (64 MiB and full cache) on a shaped link."""
+    result = run_migrate_bench(_say, link=link, memory_mib=memory_mib, rate=rate,
+                               hard_rate=hard_rate, scenarios=scenarios or tuple(SCENARIOS))
+    click.echo(f"perfplus bench migrate: link {link}, guest {memory_mib} MiB, "
+               f"{rate} writes/s ({hard_rate} in 'hard')")
+    click.echo(format_table(result))
+    write_json(json_path, "migrate", result.summary(), as_json(result))

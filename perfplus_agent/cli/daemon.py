@@ -10,8 +10,11 @@ from types import FrameType
 
 import click
 
+from perfplus_agent.adapters.migration_daemon import daemon_address, migrate_via_daemon
+from perfplus_agent.agent.uris import remote_uri
 from perfplus_agent.daemon.client import DEFAULT_PORT, request
 from perfplus_agent.daemon.keys import DEFAULT_KEY_FILE, generate_key_file, load_key
+from perfplus_agent.daemon.protocol import FILTER_MODES
 from perfplus_agent.daemon.server import DaemonServer, ServerConfig
 from perfplus_agent.daemon.sockets import parse_address
 from perfplus_agent.errors import UsageError
@@ -80,3 +83,40 @@ def keygen(key_file: Path, force: bool) -> None:
 def ping(address: str, key_file: Path, timeout: float) -> None:
     """Ask the daemon at ADDRESS (HOST[:PORT]) whether it is there."""
     click.echo(json.dumps(request(address, load_key(key_file), {"op": "ping"}, timeout)))
+
+
+@daemon.command()
+@click.argument("domain")
+@click.option("--from", "source", required=True, help="The node that runs DOMAIN.")
+@click.option("--to", "dest", required=True, help="The node to move it to.")
+@key_file_option
+@click.option("--suffix", default="", show_default=True,
+              help="Appended to node names on the migration network (e.g. -mig).")
+@click.option("--transport", default="tcp", show_default=True,
+              help="libvirt transport from the source's libvirt to the destination's.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, help="The daemons' port.")
+@click.option("--filter", "filter_mode", type=click.Choice(FILTER_MODES), default="perfplus",
+              show_default=True, help="Drop unchanged pages, only count them, or carry as is.")
+@click.option("--channels", default=0, show_default=True, help="multifd channels (0: none).")
+@click.option("--bandwidth", default=0, show_default=True, help="MiB/s limit (0: none).")
+@click.option("--xbzrle-cache", default=0, show_default=True,
+              help="MiB: use QEMU's XBZRLE with this cache (for comparisons; 0: off).")
+@click.option("--stop-copy-after", default=0, show_default=True,
+              help="Force stop-and-copy after this many passes (the paper's method; 0: "
+                   "QEMU's own convergence).")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds the migration may "
+              "take before it is aborted (the guest stays on the source).")
+def migrate(domain: str, *, source: str, dest: str, key_file: Path, suffix: str, transport: str,
+            port: int, filter_mode: str, channels: int, bandwidth: int, xbzrle_cache: int,
+            stop_copy_after: int, timeout: float) -> None:
+    """Live-migrate DOMAIN from one node to another through their daemons; print the
+    source daemon's answer (timings, libvirt's figures, the filter's) as JSON."""
+    uri = remote_uri(dest, hypervisor=None, transport=transport, user="", suffix=suffix,
+                     remoteuri=None)
+    done = migrate_via_daemon(
+        daemon_address(source, suffix, port), key_file, domain=domain,
+        dest_node=dest, dest_address=daemon_address(dest, suffix, port),
+        dest_uri=uri, timeout_s=timeout, bandwidth_mib=bandwidth, channels=channels,
+        filter_mode=filter_mode, xbzrle_cache_mib=xbzrle_cache,
+        stop_copy_after=stop_copy_after)
+    click.echo(json.dumps(done.answer))

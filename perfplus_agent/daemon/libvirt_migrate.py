@@ -17,6 +17,7 @@ from perfplus_agent.adapters.bounded import call_with_timeout
 from perfplus_agent.daemon.protocol import Migrate
 from perfplus_agent.errors import PerfplusError
 from perfplus_agent.libvirt_conn import open_connection
+from perfplus_agent.migration.convergence import StopAndCopyAfter
 from perfplus_agent.migration.live import DEFAULT_FLAGS, MigrationRequest, live_migrate
 
 __all__ = ["LOOPBACK", "build_request", "migrate_domain"]
@@ -36,6 +37,10 @@ def build_request(msg: Migrate, port: int, listen_address: str = LOOPBACK,
     if msg.channels:
         flags |= libvirt.VIR_MIGRATE_PARALLEL
         extra[libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS] = msg.channels
+    if msg.xbzrle_cache_mib:
+        flags |= libvirt.VIR_MIGRATE_COMPRESSED
+        extra[libvirt.VIR_MIGRATE_PARAM_COMPRESSION] = "xbzrle"
+        extra[libvirt.VIR_MIGRATE_PARAM_COMPRESSION_XBZRLE_CACHE] = msg.xbzrle_cache_mib << 20
     return MigrationRequest(
         dest_uri=msg.dest_uri,
         migrate_uri=f"tcp://{listen_address}:{port}",
@@ -65,7 +70,8 @@ def migrate_domain(libvirt_uri: str, msg: Migrate, port: int,
         except PerfplusError:
             dest_conn = None
         req = build_request(msg, port, listen_address, persistent=bool(dom.isPersistent()))
-        result = live_migrate(dom, req, dest_conn)
+        controller = StopAndCopyAfter(msg.stop_copy_after) if msg.stop_copy_after else None
+        result = live_migrate(dom, req, dest_conn, controller=controller)
     finally:
         for c in (conn, dest_conn):
             if c is not None:
@@ -75,4 +81,5 @@ def migrate_domain(libvirt_uri: str, msg: Migrate, port: int,
         "wall_s": round(result.wall_s, 3),
         "samples": result.samples,
         "stats": result.stats.as_dict(),
+        "decisions": [d.reason for d in result.decisions],
     }

@@ -68,6 +68,8 @@ class Migrate:
     bandwidth_mib: int = 0
     filter: str = "perfplus"  # one of FILTER_MODES
     algorithm: str = DEFAULT_ALGORITHM  # the Perf+ filter's page hash
+    xbzrle_cache_mib: int = 0  # > 0: QEMU's XBZRLE with this cache (for comparisons)
+    stop_copy_after: int = 0  # > 0: stop-and-copy after this many passes (the paper's end)
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,8 @@ def _filter_mode(obj: dict[str, Any]) -> str:
 _FIELDS = {
     "ping": {"op"},
     "migrate": {"op", "domain", "dest_node", "dest_address", "dest_uri", "channels",
-                "timeout_s", "bandwidth_mib", "filter", "algorithm"},
+                "timeout_s", "bandwidth_mib", "filter", "algorithm", "xbzrle_cache_mib",
+                "stop_copy_after"},
     "prepare-incoming": {"op", "port", "channels"},
     "data": {"op", "session", "channel"},
 }
@@ -204,6 +207,8 @@ def parse_request(frame: bytes) -> Request:
             bandwidth_mib=_int(obj, "bandwidth_mib", 0, 0, 1 << 40),
             filter=_filter_mode(obj),
             algorithm=_choice(obj, "algorithm", DEFAULT_ALGORITHM, ALGORITHMS),
+            xbzrle_cache_mib=_int(obj, "xbzrle_cache_mib", 0, 0, 1 << 20),
+            stop_copy_after=_int(obj, "stop_copy_after", 0, 0, 1000),
         )
         if msg.filter != "off" and msg.channels > MAX_FILTERED_CHANNELS:
             raise ProtocolError(f"the Perf+ filter handles at most {MAX_FILTERED_CHANNELS} "

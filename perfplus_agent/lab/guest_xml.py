@@ -3,7 +3,6 @@ NIC on the host's LAN bridge, and a serial console that is both a socket and a l
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 
@@ -46,8 +45,10 @@ class GuestSpec:
 
     @property
     def mac(self) -> str:
-        digest = hashlib.sha256(self.name.encode()).digest()
-        return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+        """Derived from the address, which the lab hands out again after a guest is gone:
+        a LAN client's ARP cache entry for a reused address stays right."""
+        octets = [int(part) for part in self.ip.split(".")]
+        return "52:54:00:" + ":".join(f"{b:02x}" for b in octets[1:])
 
     @property
     def cmdline(self) -> str:

@@ -16,8 +16,16 @@ from enum import Enum
 from perfplus_agent.errors import UsageError
 from perfplus_agent.migration.jobstats import JobStats
 
-__all__ = ["POLICIES", "ConvergenceController", "ConvergencePolicy", "Decision", "Step",
-           "policy_named"]
+__all__ = [
+    "POLICIES",
+    "Controller",
+    "ConvergenceController",
+    "ConvergencePolicy",
+    "Decision",
+    "Step",
+    "StopAndCopyAfter",
+    "policy_named",
+]
 
 
 @dataclass(frozen=True)
@@ -124,3 +132,26 @@ class ConvergenceController:
         return self._decide(Decision(Step.ABORT, reason=(
             f"no convergence at {self.policy.downtime_steps_ms[-1]} ms downtime after "
             f"{sample.memory_iteration} iterations")))
+
+
+@dataclass
+class StopAndCopyAfter:
+    """The published method's ending, for comparisons: after ``passes`` pre-copy passes,
+    whatever is still dirty goes in one stop-and-copy (the downtime limit is raised out of
+    the way when pass ``passes + 1`` starts)."""
+
+    passes: int
+    downtime_ms: int = 600_000
+    history: list[Decision] = field(default_factory=list)
+
+    def observe(self, sample: JobStats) -> Decision | None:
+        if self.history or sample.memory_iteration <= self.passes:
+            return None
+        decision = Decision(Step.SET_DOWNTIME, self.downtime_ms,
+                            f"stop-and-copy after pass {self.passes}")
+        self.history.append(decision)
+        return decision
+
+
+# What a live migration consults on every job sample.
+Controller = ConvergenceController | StopAndCopyAfter

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import libvirt
 
 from perfplus_agent.errors import PerfplusError
-from perfplus_agent.migration.convergence import ConvergenceController, Decision, Step
+from perfplus_agent.migration.convergence import Controller, Decision, Step
 from perfplus_agent.migration.jobstats import JobStats
 
 __all__ = ["MigrationError", "MigrationRequest", "MigrationResult", "live_migrate"]
@@ -64,7 +64,7 @@ def live_migrate(
     req: MigrationRequest,
     dest_conn: libvirt.virConnect | None = None,
     on_progress: Progress | None = None,
-    controller: ConvergenceController | None = None,
+    controller: Controller | None = None,
 ) -> MigrationResult:
     """Migrate ``dom`` live; MigrationError (guest still on the source) on any failure.
 

@@ -51,7 +51,6 @@ def test_cluster_comes_up_fast_with_working_fencing(cluster, cguests):
     assert cluster.up_seconds < 60
     before = cluster.init_pid(cluster.layout.host_named("h3"))
     in_node(cguests, "h1", ["stonith_admin", "--reboot", "h3", "--timeout", "60"])
-    assert not cluster.is_powered("h3"), "fencing did not power h3 off"
     wait_online(cluster.init_pid(cluster.layout.host_named("h1")), ["h1", "h2", "h3"], 60)
     after = cluster.init_pid(cluster.layout.host_named("h3"))
     assert after != before, "fencing did not power-cycle h3"

@@ -8,6 +8,7 @@ from perfplus_agent.migration.convergence import (
     ConvergenceController,
     ConvergencePolicy,
     Step,
+    StopAndCopyAfter,
     policy_named,
 )
 from perfplus_agent.migration.jobstats import JobStats
@@ -64,3 +65,12 @@ def test_migration_downtime_parameter_starts_the_ladder():
 def test_unknown_policy():
     with pytest.raises(UsageError, match="unknown migration policy 'fast'"):
         policy_named("fast")
+
+
+def test_stop_and_copy_after_raises_the_limit_once_when_the_next_pass_starts():
+    c = StopAndCopyAfter(4)
+    assert [c.observe(sample(i, 100)) for i in (1, 2, 3, 4)] == [None] * 4
+    d = c.observe(sample(5, 100))
+    assert d is not None and d.step is Step.SET_DOWNTIME and d.downtime_ms == 600_000
+    assert "after pass 4" in d.reason
+    assert c.observe(sample(6, 100)) is None and c.history == [d]

@@ -30,6 +30,8 @@ def test_valid_requests():
     assert m == Migrate("vm1", "h2", "h2-mig:49690", "qemu+tcp://h2-mig/system", 2, 60.0, 100,
                         "off")
     assert parse_request(req(**MIGRATE)).channels == 0
+    m = parse_request(req(**MIGRATE, filter="measure", xbzrle_cache_mib=64, stop_copy_after=4))
+    assert (m.filter, m.xbzrle_cache_mib, m.stop_copy_after) == ("measure", 64, 4)
     assert parse_request(req(op="prepare-incoming", port=49700)) == PrepareIncoming(49700, 0)
     assert parse_request(req(op="data", session="ab", channel=3)) == DataOpen("ab", 3)
 
