@@ -12,6 +12,7 @@ libvirt is sampled: two *running* copies at any moment is a double-active guest.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -209,18 +210,23 @@ class Round:
 # -- the faults -------------------------------------------------------------------------------
 # Each one is injected once the destination QEMU exists, and returns a line for the report.
 
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it may have ended on its own meanwhile
+        os.kill(pid, signal.SIGKILL)
+
+
 def _kill_dest_qemu(r: Round) -> str:
     pid = qemu_pid(r.host(r.target), VM)
     if pid is None:
         return "the destination QEMU was already gone"
-    os.kill(pid, signal.SIGKILL)
+    _kill(pid)
     return f"killed QEMU {pid} on {r.target}"
 
 
 def _kill_dest_libvirtd(r: Round) -> str:
     pids = pids_named(r.host(r.target), "libvirtd")
     for pid in pids:
-        os.kill(pid, signal.SIGKILL)
+        _kill(pid)
     time.sleep(2.0)
     # As systemd's Restart=on-failure would: the host's init starts what is missing.
     os.kill(r.lab.init_pid(r.host(r.target)), signal.SIGUSR1)
@@ -240,7 +246,7 @@ def _cut_link(r: Round) -> str:
 def _kill_source_pacemaker(r: Round) -> str:
     pids = pids_named(r.host(r.source), "pacemaker", prefix=True)
     for pid in pids:
-        os.kill(pid, signal.SIGKILL)
+        _kill(pid)
     return f"killed {len(pids)} Pacemaker daemons on {r.source}"
 
 
@@ -432,7 +438,7 @@ def run_faults(lab: Lab, say: Callable[[str], None], count: int = 14,
         fault = kinds[(number - 1) % len(kinds)]
         try:
             outcomes.append(_one_round(guests, number, fault, rng=rng, say=say))
-        except PerfplusError as exc:  # the round could not be judged: a failure, go on
+        except (PerfplusError, OSError) as exc:  # the round could not be judged: go on
             outcomes.append(FaultOutcome(number, fault, "?", "?", False, (), (), 0, None, False,
                                          False, 0.0, f"the round broke off: {exc}"))
             say(_line(outcomes[-1]))

@@ -108,9 +108,13 @@ class StreamSession:
                    f"multifd channels did not reach SYNC #{eos}")
 
     def multifd_wait(self, sync: int) -> None:
-        """Before a multifd channel applies packets after its ``sync``-th SYNC."""
-        self._wait(lambda: self._main_eos >= sync,
-                   f"main channel did not reach end-of-section #{sync}")
+        """Before a multifd channel applies packets after its ``sync``-th SYNC. As on the
+        destination (QEMU releases its receive threads only once the main thread reached the
+        end of section and *every* channel reached that SYNC), no channel may start interval
+        ``sync + 1`` while another is still in interval ``sync``: the tags must see the
+        pages in the order the destination writes them."""
+        self._wait(lambda: self._main_eos >= sync and all(s >= sync for s in self._syncs),
+                   f"main channel and every multifd channel did not reach barrier #{sync}")
 
     def _wait(self, ready: object, what: str) -> None:
         deadline = time.monotonic() + self.barrier_timeout_s

@@ -10,6 +10,7 @@ from tests.conftest import perfplus
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+@pytest.mark.timeout(1500)
 def test_bench_migrate_compares_perfplus_plain_and_xbzrle(tmp_path):
     out = tmp_path / "migrate.json"
     res = perfplus("bench", "migrate", "--memory", "128", "--link", "64mibps",

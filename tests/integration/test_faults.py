@@ -30,6 +30,7 @@ def test_sampler_sees_a_guest_running_twice(guests):
     assert sampler.running_now() == ("h1", "h2")
 
 
+@pytest.mark.timeout(COUNT * 120)
 def test_fault_suite_no_double_active_no_lost(tmp_path):
     count = COUNT
     out = tmp_path / "faults.json"

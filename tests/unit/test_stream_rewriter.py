@@ -187,3 +187,26 @@ def test_pages_sent_twice_on_two_channels_in_one_interval(seed):
     original = load(bytes(g.main), list(g.multifd))
     assert original.pages == g.memory, "the builder's migration itself must settle"
     assert load(out[0], out[1:]).pages == g.memory
+
+
+def test_no_multifd_channel_enters_the_next_interval_before_every_channel_synced():
+    """The destination releases its receive threads only once every channel reached the
+    SYNC (and the main channel the end of section): the mirror must not let one channel run
+    ahead, or the tags would see two channels' copies of a page in another order than the
+    destination writes them."""
+    session = StreamSession(2, barrier_timeout_s=0.3)
+    session.multifd_passed_sync(0)
+    session.main_passed_eos()
+    with pytest.raises(StreamAborted, match="did not reach barrier #1"):
+        session.multifd_wait(1)  # channel 1 is still in interval 0
+
+    session = StreamSession(2, barrier_timeout_s=5)
+    session.multifd_passed_sync(0)
+    session.main_passed_eos()
+    released = threading.Event()
+    waiter = threading.Thread(target=lambda: (session.multifd_wait(1), released.set()))
+    waiter.start()
+    assert not released.wait(0.3)
+    session.multifd_passed_sync(1)
+    assert released.wait(5)
+    waiter.join(5)
