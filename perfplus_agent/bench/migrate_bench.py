@@ -191,7 +191,7 @@ def _migrate(guests: Guests, vm: str, scenario: Scenario, variant: Variant, *,
 
 
 def run_migrate_bench(say: Callable[[str], None], *, link: str = "32mibps",
-                      memory_mib: int = 256, rate: int = 3000, hard_rate: int = 8000,
+                      memory_mib: int = 256, rate: int = 3000, hard_rate: int = 30000,
                       scenarios: tuple[str, ...] = tuple(SCENARIOS),
                       name: str = "benchmig") -> MigrateBench:
     """Run the scenarios on a lab of three hosts (removed afterwards)."""

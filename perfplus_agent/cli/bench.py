@@ -120,7 +120,7 @@ def bench_fuzz(runs: int, json_path: Path | None) -> None:
 @click.option("--memory", "memory_mib", default=256, show_default=True, help="Guest MiB.")
 @click.option("--rate", default=3000, show_default=True,
               help="Guest page writes per second (paper, converge, random scenarios).")
-@click.option("--hard-rate", default=8000, show_default=True,
+@click.option("--hard-rate", default=30000, show_default=True,
               help="Page writes per second of the 'hard' scenario (90% same content).")
 @click.option("--scenario", "scenarios", multiple=True, type=click.Choice(list(SCENARIOS)),
               help="Run only these scenarios (default: all).")

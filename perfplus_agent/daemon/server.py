@@ -50,6 +50,8 @@ from perfplus_agent.stream.transform import filter_factory
 
 __all__ = ["DaemonServer", "MigrateFn", "ServerConfig", "libvirt_migrate_fn"]
 
+REPORTED_ITERATIONS = 64  # per-iteration figures in an answer: the first and the last ones
+
 log = logging.getLogger(__name__)
 
 PORT_BUSY = "port-busy"
@@ -218,7 +220,12 @@ class DaemonServer:
                     return True
                 answer = self._handle(req, who)
             try:
-                channel.send(encode(answer))
+                frame = encode(answer)
+            except ProtocolError as exc:  # never leave a client without an answer
+                log.error("answer to %s not sent: %s", who, exc)
+                frame = encode(error(f"the daemon's answer could not be sent: {exc}"))
+            try:
+                channel.send(frame)
             except ChannelError as exc:
                 log.info("cannot answer %s: %s", who, exc)
                 return False
@@ -368,8 +375,15 @@ def _perfplus(stream: StreamSession | None) -> dict[str, Any] | None:
     is the requested mode; ``mode`` what the rewriter did (filter, measure, passthrough)."""
     if stream is None:
         return None
-    return {**stream.stats.as_dict(), "filter": _filter_mode(stream),
-            "algorithm": stream.algorithm, "table_bytes": stream.memory_bytes}
+    figures = stream.stats.as_dict()
+    iterations = figures["iterations"]
+    if len(iterations) > REPORTED_ITERATIONS:  # a long migration: the answer must stay small
+        head = REPORTED_ITERATIONS // 4
+        tail = REPORTED_ITERATIONS - head
+        figures["iterations"] = iterations[:head] + iterations[-tail:]
+        figures["iterations_omitted"] = len(iterations) - REPORTED_ITERATIONS
+    return {**figures, "filter": _filter_mode(stream), "algorithm": stream.algorithm,
+            "table_bytes": stream.memory_bytes}
 
 
 def _summary(stream: StreamSession | None) -> str:

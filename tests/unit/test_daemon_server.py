@@ -12,12 +12,18 @@ from click.testing import CliRunner
 from perfplus_agent.cli import cli
 from perfplus_agent.daemon.client import DaemonError, request
 from perfplus_agent.daemon.handshake import MAGIC, PROTOCOL_VERSION
-from perfplus_agent.daemon.protocol import encode
+from perfplus_agent.daemon.protocol import MAX_MESSAGE, encode
 from perfplus_agent.daemon.relay import RelayConfig
 from perfplus_agent.daemon.secure_channel import connect_secure
-from perfplus_agent.daemon.server import DaemonServer, ServerConfig
+from perfplus_agent.daemon.server import (
+    REPORTED_ITERATIONS,
+    DaemonServer,
+    ServerConfig,
+    _perfplus,
+)
 from perfplus_agent.daemon.transform import MAGIC_MAIN, MAGIC_MULTIFD
 from perfplus_agent.errors import PerfplusError
+from perfplus_agent.stream import StreamSession
 
 pytestmark = pytest.mark.timeout(60)
 KEY = bytes(range(32))
@@ -249,3 +255,19 @@ def test_cli_keygen_and_help(tmp_path):
     assert (tmp_path / "k").stat().st_mode & 0o777 == 0o600
     result = runner.invoke(cli, ["daemon", "--help"])
     assert "--port-range" in result.output and "keygen" in result.output
+
+
+def test_the_answer_of_a_long_migration_fits_in_one_message():
+    """A migration that ran hundreds of passes (one that never converged) still gets its
+    answer: the first and last passes' figures, the totals of all, the count left out."""
+    stream = StreamSession(0)
+    for index in range(700):
+        stream.stats.add(index, pages_seen=10, pages_forwarded=7, pages_dropped=3,
+                         bytes_in=40960, bytes_out=28672)
+    figures = _perfplus(stream)
+    assert figures is not None
+    assert len(figures["iterations"]) == REPORTED_ITERATIONS
+    assert figures["iterations_omitted"] == 700 - REPORTED_ITERATIONS
+    assert figures["totals"]["pages_seen"] == 7000
+    assert figures["iterations"][-1]["index"] == 699
+    assert len(encode({"ok": True, "perfplus": figures})) <= MAX_MESSAGE
