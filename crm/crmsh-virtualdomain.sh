@@ -11,6 +11,9 @@
 #                     so a running VM is not moved back just because that node returned)
 #   APART_FROM        optional: another VM resource this one should not share a node with
 #                     (score -100: kept apart when possible, together when it must)
+#   LIBVIRTD          optional: the cloned resource that runs libvirtd, when Pacemaker manages
+#                     it (e.g. a clone of systemd:libvirtd): the VM starts only after it, on a
+#                     node where it runs, and stops before it
 #
 # allow-migrate=true turns a move into migrate_to + migrate_from (live); the op timeouts are
 # the budgets the agent derives its own deadlines from (it aborts a migration before its
@@ -32,4 +35,8 @@ if [ -n "${PREFER:-}" ]; then
 fi
 if [ -n "${APART_FROM:-}" ]; then
     crm configure colocation "$VM-apart-from-$APART_FROM" -100: "$VM" "$APART_FROM"
+fi
+if [ -n "${LIBVIRTD:-}" ]; then
+    crm configure order "$VM-after-libvirtd" Mandatory: "$LIBVIRTD" "$VM"
+    crm configure colocation "$VM-with-libvirtd" inf: "$VM" "$LIBVIRTD"
 fi

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The same VM resource as crmsh-virtualdomain.sh, configured with pcs.
 # Environment: VM, CONFIG, MIGRATION_SUFFIX (default -mig), TRANSPORT (default tcp), and the
-# optional PREFER (a node, score 50) and APART_FROM (another VM, score -100).
+# optional PREFER (a node, score 50), APART_FROM (another VM, score -100) and LIBVIRTD (the
+# cloned resource that runs libvirtd: start after it, only where it runs).
 set -eu
 : "${VM:?set VM}" "${CONFIG:?set CONFIG}"
 pcs resource defaults update resource-stickiness=100
@@ -19,4 +20,8 @@ if [ -n "${PREFER:-}" ]; then
 fi
 if [ -n "${APART_FROM:-}" ]; then
     pcs constraint colocation add "$VM" with "$APART_FROM" -100
+fi
+if [ -n "${LIBVIRTD:-}" ]; then
+    pcs constraint order start "$LIBVIRTD" then start "$VM"
+    pcs constraint colocation add "$VM" with "$LIBVIRTD" INFINITY
 fi

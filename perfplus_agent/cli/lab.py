@@ -281,6 +281,9 @@ def faults(name: str, count: int, seed: int, keep: bool, json_path: Path | None)
     if count < 1:
         raise UsageError("--count must be at least 1")
     the_lab = _lab(name, 3)
+    if the_lab.record() is not None:
+        _say(f"removing what is left of an earlier lab {name!r} first")
+        the_lab.down()
     the_lab.up(cluster=True)
     try:
         report = run_faults(the_lab, _say, count=count, seed=seed)

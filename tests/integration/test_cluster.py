@@ -66,10 +66,16 @@ def test_cluster_comes_up_fast_with_working_fencing(cluster, cguests):
 
 def test_crmsh_recipe_and_node_standby_move_the_vm_live(cluster, cguests):
     config = vm_config(cguests, "vmc")
+    # libvirtd runs outside Pacemaker here: a cloned Dummy stands in for systemd:libvirtd
+    in_node(cguests, "h1", ["crm", "configure", "primitive", "libvirtd-stand-in",
+                            "ocf:pacemaker:Dummy"])
+    in_node(cguests, "h1", ["crm", "configure", "clone", "libvirtd-clone", "libvirtd-stand-in"])
     recipe(cguests, "h1", "crmsh-virtualdomain.sh",
-           {"VM": "vmc", "CONFIG": config, "PREFER": "h2"})
+           {"VM": "vmc", "CONFIG": config, "PREFER": "h2", "LIBVIRTD": "libvirtd-clone"})
     src = wait_active(cguests, "vmc", lambda w: len(w) == 1)[0]
     assert src == "h2", "the recipe's location preference was not applied"
+    shown = in_node(cguests, "h1", ["crm", "configure", "show", "vmc-after-libvirtd"]).stdout
+    assert "libvirtd-clone vmc" in shown
     cguests.wait_booted("vmc", cguests.layout.host_named(src))
     try:
         with ServiceProbe(cguests.layout, cguests.spec("vmc").ip) as probe:
@@ -85,6 +91,7 @@ def test_crmsh_recipe_and_node_standby_move_the_vm_live(cluster, cguests):
         in_node(cguests, "h1", ["crm", "resource", "stop", "vmc"])
         settle(cguests)
         in_node(cguests, "h1", ["crm", "configure", "delete", "vmc"])
+        in_node(cguests, "h1", ["crm", "configure", "delete", "--force", "libvirtd-clone"])
 
 
 def test_pcs_recipe_and_resource_move(cluster, cguests):

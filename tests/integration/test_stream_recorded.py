@@ -30,7 +30,12 @@ def test_recorded_stream_rewrites_to_the_same_memory(tmp_path_factory, recorded,
     assert load(out[0], out[1:]).pages == original.pages
     totals = session.stats.totals()
     assert session.stats.mode == "filter"
-    assert len(session.stats.iterations) == original.ram_sections
+    # one iteration per RAM section; a multifd channel may still carry an empty packet after
+    # its final SYNC (counted in a last iteration of its own, with no page in it)
+    iterations = session.stats.iterations
+    assert len(iterations) in (original.ram_sections, original.ram_sections + 1)
+    assert all(not (it.pages_seen or it.zero_pages or it.other_pages)
+               for it in iterations[original.ram_sections:])
     assert totals["pages_seen"] == totals["pages_forwarded"] + totals["pages_dropped"]
     if workload == SAME_AND_ZERO:
         assert totals["pages_dropped"] > 0, totals
