@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from perfplus_agent.daemon.defaults import DEFAULT_PORT
 from perfplus_agent.errors import PerfplusError
 
-__all__ = ["DaemonMigration", "DaemonMigrationError", "daemon_address", "migrate_via_daemon"]
+__all__ = ["DaemonMigration", "DaemonMigrationError", "migrate_via_daemon"]
 
 ANSWER_MARGIN_S = 30.0  # the daemon answers after its own migration timeout
 
@@ -49,11 +48,6 @@ class DaemonMigration:
             parts.append(f"Perf+ {pp.get('mode')}: {t.get('pages_dropped', 0)} of "
                          f"{t.get('pages_seen', 0)} pages unchanged and not resent")
         return ", ".join(parts)
-
-
-def daemon_address(node: str, suffix: str = "", port: int = DEFAULT_PORT) -> str:
-    """Where ``node``'s daemon listens: its name on the migration network."""
-    return f"{node}{suffix}:{port}"
 
 
 def migrate_via_daemon(source_address: str, key_file: Path, *, domain: str, dest_node: str,

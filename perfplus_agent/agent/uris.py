@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["DEFAULT_HYPERVISOR", "migrate_uri", "network_host", "remote_uri"]
+__all__ = ["DEFAULT_HYPERVISOR", "daemon_address", "migrate_uri", "network_host", "remote_uri"]
 
 DEFAULT_HYPERVISOR = "qemu:///system"
 
@@ -18,6 +18,11 @@ def network_host(node: str, suffix: str) -> str:
         return node
     short, dot, domain = node.partition(".")
     return f"{short}{suffix}{dot}{domain}"
+
+
+def daemon_address(node: str, suffix: str, port: int) -> str:
+    """Where ``node``'s Perf+ daemon listens: the node on the migration network."""
+    return f"{network_host(node, suffix)}:{port}"
 
 
 def remote_uri(node: str, *, hypervisor: str | None, transport: str, user: str, suffix: str,

@@ -44,7 +44,6 @@ from perfplus_agent.adapters.migration_daemon import (
 )
 from perfplus_agent.adapters.migration_daemon import (
     DaemonMigrationError,
-    daemon_address,
     migrate_via_daemon,
 )
 from perfplus_agent.adapters.qemu_process import find_qemu, kill_qemu
@@ -52,7 +51,12 @@ from perfplus_agent.agent.deadline import Deadline
 from perfplus_agent.agent.migrate_options import parse_migrate_options
 from perfplus_agent.agent.peers import PeerAnswer, ask_peers
 from perfplus_agent.agent.statefile import StateFile
-from perfplus_agent.agent.uris import DEFAULT_HYPERVISOR, migrate_uri, remote_uri
+from perfplus_agent.agent.uris import (
+    DEFAULT_HYPERVISOR,
+    daemon_address,
+    migrate_uri,
+    remote_uri,
+)
 from perfplus_agent.daemon.keys import load_key
 from perfplus_agent.errors import PerfplusError, UsageError
 from perfplus_agent.migration.convergence import ConvergenceController, policy_named

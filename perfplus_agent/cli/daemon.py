@@ -10,8 +10,8 @@ from types import FrameType
 
 import click
 
-from perfplus_agent.adapters.migration_daemon import daemon_address, migrate_via_daemon
-from perfplus_agent.agent.uris import remote_uri
+from perfplus_agent.adapters.migration_daemon import migrate_via_daemon
+from perfplus_agent.agent.uris import daemon_address, remote_uri
 from perfplus_agent.daemon.client import DEFAULT_PORT, request
 from perfplus_agent.daemon.keys import DEFAULT_KEY_FILE, generate_key_file, load_key
 from perfplus_agent.daemon.protocol import FILTER_MODES

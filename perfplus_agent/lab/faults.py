@@ -177,8 +177,6 @@ class Round:
     """One move of the guest and the fault that hits it."""
 
     lab: Lab
-    guests: Guests
-    number: int
     source: str
     target: str
     via: str  # the third node: it issues the commands and is never harmed
@@ -370,7 +368,7 @@ def _one_round(guests: Guests, number: int, fault: str, *, rng: random.Random,
     others = [n for n in NODES if n != source]
     target = others[number % 2]
     via = others[(number + 1) % 2]
-    r = Round(lab, guests, number, source, target, via)
+    r = Round(lab, source, target, via)
     consoles = {h.name: guests.console(VM, h) for h in lab.layout.all_hosts()}
     offsets = {name: console.size() for name, console in consoles.items()}
     injected, detail = False, ""

@@ -10,7 +10,7 @@ import pytest
 from perfplus_agent.adapters.hypervisor import DomainState, interpret
 from perfplus_agent.agent.deadline import Deadline
 from perfplus_agent.agent.migrate_options import parse_migrate_options
-from perfplus_agent.agent.uris import migrate_uri, network_host, remote_uri
+from perfplus_agent.agent.uris import daemon_address, migrate_uri, network_host, remote_uri
 from perfplus_agent.agent.virtual_domain import SHUTDOWN_MODES
 from perfplus_agent.ocf.environment import OcfEnvironment
 from perfplus_agent.ocf.exitcodes import OcfError, OcfExit
@@ -155,3 +155,9 @@ def test_watchdog_ends_a_blocked_action_before_the_timeout_with_a_reason():
     assert res.returncode == 1
     assert 1.0 < elapsed < 2.0 + 0.5
     assert "ocf-exit-reason:migrate_to gave up" in res.stderr
+
+
+def test_daemon_address_is_the_node_on_the_migration_network():
+    assert daemon_address("node1", "-mig", 49690) == "node1-mig:49690"
+    assert daemon_address("node1.example.com", "-mig", 49690) == "node1-mig.example.com:49690"
+    assert daemon_address("node1", "", 4000) == "node1:4000"
