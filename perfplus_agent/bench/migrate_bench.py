@@ -25,12 +25,11 @@ After every migration the guest checks its own memory (a per-page digest of ever
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from perfplus_agent.bench.daemon_runs import daemon_migrate
 from perfplus_agent.errors import PerfplusError
 from perfplus_agent.lab.guests import Guests
 from perfplus_agent.lab.lab import Lab
@@ -174,17 +173,12 @@ def _migrate(guests: Guests, vm: str, scenario: Scenario, variant: Variant, *,
     dst = "h2" if src == "h1" else "h1"
     cache = memory_mib if variant.xbzrle_cache_mib < 0 else variant.xbzrle_cache_mib
     run = Run(scenario.name, variant.name, src, dst, ok=False, xbzrle_cache_bytes=cache << 20)
-    argv = [sys.executable, "-m", "perfplus_agent.cli", "daemon", "migrate", vm,
-            "--from", src, "--to", dst, "--key-file", str(lab.layout.cluster_key),
-            "--suffix", "-mig", "--filter", variant.filter, "--xbzrle-cache", str(cache),
-            "--stop-copy-after", str(scenario.stop_copy_after),
-            "--timeout", str(scenario.timeout_s)]
-    res = lab.run_in(src, argv, timeout=scenario.timeout_s + 120, check=False)
-    if res.returncode == 0:
-        _run_from_answer(run, json.loads(res.stdout.strip().splitlines()[-1]))
+    answer, run.error = daemon_migrate(
+        lab, vm, src, dst, filter_mode=variant.filter, timeout_s=scenario.timeout_s,
+        xbzrle_cache_mib=cache, stop_copy_after=scenario.stop_copy_after)
+    if answer is not None:
+        _run_from_answer(run, answer)
         run.ok = True
-    else:
-        run.error = (res.stderr.strip().splitlines() or ["failed"])[-1]
     console = guests.console(vm)
     run.memory_intact = console.command("v", r"^VERIFY", timeout=60).startswith("VERIFY OK")
     return run

@@ -13,6 +13,8 @@ from perfplus_agent.bench.filter_bench import run_filter_bench
 from perfplus_agent.bench.fuzz_targets import run_fuzz
 from perfplus_agent.bench.lab_bench import run_lab_bench
 from perfplus_agent.bench.migrate_bench import SCENARIOS, as_json, format_table, run_migrate_bench
+from perfplus_agent.bench.proxy_bench import format_table as format_proxy_table
+from perfplus_agent.bench.proxy_bench import run_proxy_bench
 from perfplus_agent.cli.lab import method_option
 from perfplus_agent.cli.reporting import json_option, write_json
 from perfplus_agent.lab.demo import run_demo
@@ -134,3 +136,21 @@ def bench_migrate(*, link: str, memory_mib: int, rate: int, hard_rate: int,
                f"{rate} writes/s ({hard_rate} in 'hard')")
     click.echo(format_table(result))
     write_json(json_path, "migrate", result.summary(), as_json(result))
+
+
+@bench.command(name="proxy")
+@click.option("--memory", "memory_mib", multiple=True, type=click.IntRange(min=256),
+              default=(512, 1536), show_default=True,
+              help="Guest MiB; give two sizes (or more) for the memory-per-GiB slope.")
+@click.option("--rounds", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Migrations of each variant per guest size.")
+@json_option
+def bench_proxy(memory_mib: tuple[int, ...], rounds: int, json_path: Path | None) -> None:
+    """Daemon-pair throughput against direct QEMU-to-QEMU on an unshaped link; daemon CPU
+    and memory per migrated GiB."""
+    result = run_proxy_bench(_say, memory_mib=memory_mib, rounds=rounds)
+    click.echo(f"perfplus bench proxy: unshaped link, guests of "
+               f"{', '.join(map(str, result.memory_mib))} MiB (3/4 filled, idle), "
+               f"{rounds} rounds, medians")
+    click.echo(format_proxy_table(result))
+    write_json(json_path, "proxy", result.summary(), asdict(result))

@@ -55,7 +55,7 @@ class RelayConfig:
     """Sizes and time limits of the data plane (seconds, bytes)."""
 
     sockbuf: int = DEFAULT_SOCKBUF  # SO_SNDBUF/SO_RCVBUF of every data socket
-    chunk: int = 128 * 1024  # bytes read from a socket at once
+    chunk: int = 256 * 1024  # bytes read from a socket at once (one full frame)
     connect_timeout_s: float = 5.0  # open a data channel / reach the local QEMU
     send_timeout_s: float = 30.0  # a peer that takes nothing for this long is dead
     idle_timeout_s: float = 60.0  # no byte in any channel, either direction

@@ -1,10 +1,11 @@
 """An encrypted, authenticated, framed byte stream on a connected socket.
 
-Frame: be32 length | AES-256-GCM(ciphertext | 16-byte tag). Each direction has its own key
-(from the handshake) and its own 64-bit frame counter as the nonce, so a frame that is
-replayed, reordered, dropped or altered fails authentication. An empty frame marks a clean
-end of stream; a TCP close without it is an error (truncation). Every socket operation has
-a timeout; a partially received frame is kept across timeouts, so ``recv`` can be retried.
+Frame: be32 length | AES-256-GCM(ciphertext | 16-byte tag), sealed in one buffer and received
+in place. Each direction has its own key (from the handshake) and its own 64-bit frame counter
+as the nonce, so a frame that is replayed, reordered, dropped or altered fails authentication.
+An empty frame marks a clean end of stream; a TCP close without it is an error (truncation).
+Every socket operation has a timeout; a partially received frame is kept across timeouts, so
+``recv`` can be retried.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from perfplus_agent.daemon.handshake import (
     client_handshake,
     server_handshake,
 )
-from perfplus_agent.daemon.sockets import TICK_S, recv_some, send_all, tune
+from perfplus_agent.daemon.sockets import TICK_S, recv_some_into, send_all, tune
 from perfplus_agent.errors import PerfplusError
 from perfplus_agent.perfplus_c import _seal
 
@@ -59,7 +60,11 @@ class SecureChannel:
         self._keys = keys
         self._send_counter = 0
         self._recv_counter = 0
-        self._rbuf = bytearray()
+        # One frame's bytes as they arrive (received in place: no copy per chunk); a
+        # partial frame stays here across timeouts.
+        self._rbuf = bytearray(HEADER.size + MAX_FRAME + TAG)
+        self._rview = memoryview(self._rbuf)
+        self._rlen = 0
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
         self._eof_sent = False
@@ -76,11 +81,11 @@ class SecureChannel:
 
     # -- sending --------------------------------------------------------------------------
 
-    def send(self, data: bytes, timeout: float | None = None) -> None:
+    def send(self, data: bytes | memoryview, timeout: float | None = None) -> None:
         """Send ``data`` as one or more frames (empty data sends nothing)."""
         view = memoryview(data)
         for start in range(0, len(view), MAX_FRAME):
-            self._send_frame(bytes(view[start:start + MAX_FRAME]), timeout)
+            self._send_frame(view[start:start + MAX_FRAME], timeout)
 
     def send_eof(self, timeout: float | None = None) -> None:
         """Mark the clean end of this direction (once); the peer's ``recv`` returns b""."""
@@ -88,17 +93,18 @@ class SecureChannel:
             self._send_frame(b"", timeout)
             self._eof_sent = True
 
-    def _send_frame(self, plain: bytes, timeout: float | None) -> None:
+    def _send_frame(self, plain: bytes | memoryview, timeout: float | None) -> None:
         with self._send_lock:
             if self._eof_sent:
                 raise ChannelError("send after end of stream")
             if self._broken or self._closed:
                 raise ChannelError("the channel is closed")
-            sealed = _seal.seal(self._keys.send, self._nonce(self._send_counter), plain)
+            frame = _seal.seal(self._keys.send, self._nonce(self._send_counter), plain,
+                               length_prefix=True)
             self._send_counter += 1
             deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
             try:
-                send_all(self.sock, HEADER.pack(len(sealed)) + sealed, deadline)
+                send_all(self.sock, frame, deadline)
             except TimeoutError:
                 self._broken = True  # a frame may be half sent: the stream is unusable
                 raise ChannelError("the peer stopped reading (send timed out)") from None
@@ -124,10 +130,10 @@ class SecureChannel:
                 self._broken = True
                 raise ChannelError(f"bad frame length {length}")
             self._fill(HEADER.size + length, deadline)
-            sealed = bytes(self._rbuf[HEADER.size:HEADER.size + length])
-            del self._rbuf[:HEADER.size + length]
+            self._rlen = 0
             try:
-                plain = _seal.open(self._keys.recv, self._nonce(self._recv_counter), sealed)
+                plain = _seal.open(self._keys.recv, self._nonce(self._recv_counter),
+                                   self._rview[HEADER.size:HEADER.size + length])
             except ValueError:
                 self._broken = True
                 raise ChannelError("frame authentication failed") from None
@@ -138,22 +144,23 @@ class SecureChannel:
             return plain
 
     def _fill(self, size: int, deadline: float) -> None:
-        while len(self._rbuf) < size:
+        """Receive until the current frame's first ``size`` bytes are in the buffer."""
+        while self._rlen < size:
             if self._closed:
                 raise ChannelError("the channel is closed")
             try:
-                chunk = recv_some(self.sock, min(size - len(self._rbuf), MAX_FRAME + TAG))
+                got = recv_some_into(self.sock, self._rview[self._rlen:size])
             except OSError as exc:
                 self._broken = True
                 raise ChannelError(f"receive failed: {exc.strerror or exc}") from None
-            if chunk is None:
+            if got is None:
                 if time.monotonic() >= deadline:
                     raise ChannelTimeout("no frame in time")
                 continue
-            if not chunk:
+            if not got:
                 self._broken = True
                 raise ChannelError("the peer closed the connection mid-stream")
-            self._rbuf += chunk
+            self._rlen += got
 
     # -- closing --------------------------------------------------------------------------
 

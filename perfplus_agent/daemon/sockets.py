@@ -14,6 +14,7 @@ __all__ = [
     "format_address",
     "parse_address",
     "recv_some",
+    "recv_some_into",
     "send_all",
     "tune",
 ]
@@ -79,5 +80,14 @@ def recv_some(sock: socket.socket, size: int) -> bytes | None:
     """Up to ``size`` bytes, b"" at EOF, or None when nothing came within one tick."""
     try:
         return sock.recv(size)
+    except TimeoutError:
+        return None
+
+
+def recv_some_into(sock: socket.socket, view: memoryview) -> int | None:
+    """Receive into ``view``: the byte count, 0 at EOF, or None when nothing came within
+    one tick."""
+    try:
+        return sock.recv_into(view)
     except TimeoutError:
         return None

@@ -8,7 +8,7 @@ from pathlib import Path
 from perfplus_agent.lab import netns
 from perfplus_agent.lab.layout import HostLayout
 
-__all__ = ["pids_named", "qemu_pid"]
+__all__ = ["daemon_pid", "pids_named", "qemu_pid"]
 
 
 def _cmdline(pid: int) -> list[bytes]:
@@ -39,3 +39,11 @@ def pids_named(host: HostLayout, comm: str, prefix: bool = False) -> list[int]:
         if name == comm or (prefix and name.startswith(comm)):
             found.append(pid)
     return found
+
+
+def daemon_pid(host: HostLayout) -> int | None:
+    """The host's Perf+ migration daemon (the serving process, not a client command)."""
+    for pid in netns.pids_in_netns(host.netns):
+        if b"\0".join(_cmdline(pid)[1:5]).endswith(b"perfplus_agent.cli\0daemon\0--listen"):
+            return pid
+    return None

@@ -1,7 +1,7 @@
 /*
  * _seal: AES-256-GCM frames for the Perf+ daemon's secure channel (OpenSSL libcrypto, EVP).
  *
- *   seal(key32, nonce12, data) -> ciphertext || tag16
+ *   seal(key32, nonce12, data, length_prefix=False) -> [be32 length ||] ciphertext || tag16
  *   open(key32, nonce12, data) -> plaintext, ValueError if authentication fails
  *
  * No associated data; the caller's nonce discipline (a per-direction counter) is what makes
@@ -10,6 +10,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <limits.h>
+#include <stdint.h>
 #include <openssl/evp.h>
 
 #define SEAL_KEY_SIZE 32
@@ -60,26 +61,39 @@ check_sizes(const Py_buffer *key, const Py_buffer *nonce)
     return 1;
 }
 
+/* With length_prefix, the frame's be32 length (ciphertext + tag) comes first, so that a
+ * frame is one buffer and one send. */
 static PyObject *
-seal_seal(PyObject *Py_UNUSED(module), PyObject *args)
+seal_seal(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
 {
+    static char *kwlist[] = {"key", "nonce", "data", "length_prefix", NULL};
     Py_buffer key, nonce, data;
     PyObject *result = NULL;
-    int ok;
+    int ok, length_prefix = 0;
 
-    if (!PyArg_ParseTuple(args, "y*y*y*:seal", &key, &nonce, &data))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*y*|p:seal", kwlist, &key, &nonce,
+                                     &data, &length_prefix))
         return NULL;
     if (!check_sizes(&key, &nonce))
         goto out;
-    if (data.len > INT_MAX - SEAL_TAG_SIZE) {
+    if (data.len > INT_MAX - SEAL_TAG_SIZE - 4) {
         PyErr_SetString(PyExc_OverflowError, "frame too large");
         goto out;
     }
-    result = PyBytes_FromStringAndSize(NULL, data.len + SEAL_TAG_SIZE);
+    Py_ssize_t prefix = length_prefix ? 4 : 0;
+    result = PyBytes_FromStringAndSize(NULL, prefix + data.len + SEAL_TAG_SIZE);
     if (result == NULL)
         goto out;
     {
         unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+        if (prefix) {
+            uint32_t n = (uint32_t)(data.len + SEAL_TAG_SIZE);
+            out[0] = (unsigned char)(n >> 24);
+            out[1] = (unsigned char)(n >> 16);
+            out[2] = (unsigned char)(n >> 8);
+            out[3] = (unsigned char)n;
+            out += prefix;
+        }
         Py_BEGIN_ALLOW_THREADS
         ok = gcm_run(1, key.buf, nonce.buf, data.buf, (int)data.len, out, out + data.len);
         Py_END_ALLOW_THREADS
@@ -138,8 +152,9 @@ out:
 }
 
 static PyMethodDef seal_methods[] = {
-    {"seal", seal_seal, METH_VARARGS,
-     "seal(key, nonce, data) -> ciphertext + 16-byte tag (AES-256-GCM)."},
+    {"seal", (PyCFunction)(void (*)(void))seal_seal, METH_VARARGS | METH_KEYWORDS,
+     "seal(key, nonce, data, length_prefix=False) -> [be32 length +] ciphertext + 16-byte "
+     "tag (AES-256-GCM)."},
     {"open", seal_open, METH_VARARGS,
      "open(key, nonce, data) -> plaintext; ValueError if authentication fails."},
     {NULL, NULL, 0, NULL},

@@ -9,13 +9,12 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from perfplus_agent.daemon.keys import load_key
-from perfplus_agent.lab import netns
 from perfplus_agent.lab.faults import RunningSampler
+from perfplus_agent.lab.host_procs import daemon_pid
 from perfplus_agent.lab.hostinit import DAEMON_PORT
 from perfplus_agent.lab.network import set_link_state
 from perfplus_agent.lab.service_probe import ServiceProbe
@@ -39,14 +38,7 @@ def pvm(guests, tmp_path):
 
 
 def perfplus_daemon_pid(guests, host: str) -> int | None:
-    for pid in netns.pids_in_netns(guests.layout.host_named(host).netns):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"perfplus_agent.cli\0daemon\0--listen" in cmd:
-            return pid
-    return None
+    return daemon_pid(guests.layout.host_named(host))
 
 
 def restart_perfplus_daemon(guests, host: str, timeout_s: float = 30.0) -> None:

@@ -1,0 +1,264 @@
+"""``perfplus bench proxy``: what carrying a migration through the Perf+ daemons costs.
+
+Two lab hosts, migration link unshaped. A guest whose workload fills three quarters of its RAM
+with random content and then stays idle (every page crosses once, none is resent, nothing for
+the filter to drop) is moved back and forth:
+
+* ``direct``: libvirt migrates it QEMU to QEMU over the migration network (what the upstream
+  agent does);
+* ``daemons``: through both hosts' daemons with the filter on: read, parsed, hashed,
+  encrypted, decrypted (``perfplus daemon migrate``).
+
+Throughput is what QEMU sent divided by libvirt's migration time, the same figures for both.
+While a migration runs, the source daemon's RSS is sampled and both daemons' CPU time is
+read before and after. Memory per migrated GiB is the slope of the source daemon's peak RSS
+growth between two guest sizes (the fixed buffers cancel out), shown next to the filter's
+own table size. A first migration through the daemons warms them up (its RSS growth is the
+"cold" figure); then every round runs both variants, and medians over the rounds are reported.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from perfplus_agent.bench.daemon_runs import daemon_migrate
+from perfplus_agent.errors import PerfplusError, UsageError
+from perfplus_agent.lab.guests import Guests
+from perfplus_agent.lab.host_procs import daemon_pid
+from perfplus_agent.lab.lab import Lab
+from perfplus_agent.lab.layout import LabLayout
+
+__all__ = ["ProxyBench", "ProxyRun", "format_table", "run_proxy_bench"]
+
+VARIANTS = ("direct", "daemons")
+TARGET_RATIO = 0.9
+TARGET_MIB_PER_GIB = 5.0
+RSS_SAMPLE_S = 0.02
+MIGRATION_TIMEOUT_S = 300.0
+
+
+@dataclass
+class ProxyRun:
+    """One migration and what it cost."""
+
+    memory_mib: int
+    variant: str
+    source: str
+    target: str
+    ok: bool = False
+    error: str = ""
+    warmup: bool = False
+    qemu_bytes: int = 0  # what QEMU sent (libvirt's data_processed)
+    time_s: float = 0.0  # libvirt's migration time
+    throughput_mib_s: float = 0.0
+    downtime_ms: int | None = None
+    wire_bytes: int = 0  # daemons: what crossed the link, encrypted payload
+    src_daemon_cpu_s: float = 0.0
+    dst_daemon_cpu_s: float = 0.0
+    src_daemon_rss_growth_mib: float = 0.0  # peak during the migration minus just before
+    filter_table_bytes: int = 0
+    memory_intact: bool = False
+
+
+@dataclass
+class ProxyBench:
+    memory_mib: tuple[int, ...]
+    rounds: int
+    runs: list[ProxyRun] = field(default_factory=list)
+
+    def _measured(self, size: int, variant: str) -> list[ProxyRun]:
+        return [r for r in self.runs if r.ok and not r.warmup and r.memory_mib == size
+                and r.variant == variant]
+
+    def by_size(self) -> dict[int, dict[str, Any]]:
+        """Medians per guest size: throughputs, their ratio, daemon CPU and RSS growth."""
+        out: dict[int, dict[str, Any]] = {}
+        for size in self.memory_mib:
+            direct, daemons = self._measured(size, "direct"), self._measured(size, "daemons")
+            if not direct or not daemons:
+                continue
+            d = statistics.median(r.throughput_mib_s for r in direct)
+            p = statistics.median(r.throughput_mib_s for r in daemons)
+            gib = [r.qemu_bytes / 2**30 for r in daemons]
+            out[size] = {
+                "direct_mib_s": round(d, 1),
+                "daemons_mib_s": round(p, 1),
+                "throughput_ratio": round(p / d, 3),
+                "src_daemon_cpu_s_per_gib": round(statistics.median(
+                    r.src_daemon_cpu_s / g for r, g in zip(daemons, gib, strict=True)), 3),
+                "dst_daemon_cpu_s_per_gib": round(statistics.median(
+                    r.dst_daemon_cpu_s / g for r, g in zip(daemons, gib, strict=True)), 3),
+                "src_daemon_rss_growth_mib": round(statistics.median(
+                    r.src_daemon_rss_growth_mib for r in daemons), 1),
+                "filter_table_mib": round(daemons[0].filter_table_bytes / 2**20, 2),
+            }
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        sizes = self.by_size()
+        out: dict[str, Any] = {"by_size": sizes}
+        if sizes:
+            largest = max(sizes)
+            out["throughput_ratio"] = sizes[largest]["throughput_ratio"]
+            out["throughput_ratio_target"] = TARGET_RATIO
+            out["throughput_ratio_met"] = out["throughput_ratio"] >= TARGET_RATIO
+            out["filter_table_mib_per_gib"] = round(
+                sizes[largest]["filter_table_mib"] / (largest / 1024), 2)
+        if len(sizes) >= 2:
+            small, large = min(sizes), max(sizes)
+            slope = ((sizes[large]["src_daemon_rss_growth_mib"]
+                      - sizes[small]["src_daemon_rss_growth_mib"]) / ((large - small) / 1024))
+            out["daemon_rss_mib_per_gib"] = round(slope, 2)
+            out["daemon_rss_mib_per_gib_target"] = TARGET_MIB_PER_GIB
+            out["daemon_rss_mib_per_gib_met"] = slope <= TARGET_MIB_PER_GIB
+        warm = [r for r in self.runs if r.warmup and r.ok]
+        if warm:
+            out["cold_rss_growth_mib"] = warm[0].src_daemon_rss_growth_mib
+        out["all_memory_intact"] = all(r.memory_intact for r in self.runs if r.ok)
+        return out
+
+
+class _RssPeak:
+    """Samples a process's RSS in the background; ``peak_growth_mib`` once stopped."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.base = self.peak = self.proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(RSS_SAMPLE_S):
+            try:
+                self.peak = max(self.peak, self.proc.memory_info().rss)
+            except psutil.Error:
+                return
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join(5)
+        return (self.peak - self.base) / 2**20
+
+
+def _cpu_s(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def _migrate_once(guests: Guests, vm: str, run: ProxyRun) -> None:
+    lab = guests.lab
+    src_pid = daemon_pid(lab.layout.host_named(run.source))
+    dst_pid = daemon_pid(lab.layout.host_named(run.target))
+    if src_pid is None or dst_pid is None:
+        raise PerfplusError("a lab host's Perf+ daemon is not running")
+    cpu0 = (_cpu_s(src_pid), _cpu_s(dst_pid))
+    rss = _RssPeak(src_pid) if run.variant == "daemons" else None
+    try:
+        if run.variant == "direct":
+            try:
+                stats = guests.migrate(vm, run.target, timeout_s=MIGRATION_TIMEOUT_S).stats
+            except PerfplusError as exc:
+                run.error = str(exc)
+                return
+            run.qemu_bytes, run.time_s = stats.data_processed, stats.time_elapsed_ms / 1000
+            run.downtime_ms = stats.downtime_ms
+        else:
+            answer, run.error = daemon_migrate(lab, vm, run.source, run.target,
+                                               filter_mode="perfplus",
+                                               timeout_s=MIGRATION_TIMEOUT_S)
+            if answer is None:
+                return
+            stats = answer.get("stats") or {}
+            run.qemu_bytes = int(stats.get("data_processed") or 0)
+            run.time_s = int(stats.get("time_elapsed_ms") or 0) / 1000
+            run.downtime_ms = stats.get("downtime_ms")
+            run.wire_bytes = int((answer.get("relay") or {}).get("bytes_out") or 0)
+            run.filter_table_bytes = int((answer.get("perfplus") or {}).get("table_bytes") or 0)
+    finally:
+        if rss is not None:
+            run.src_daemon_rss_growth_mib = round(rss.stop(), 1)
+    run.src_daemon_cpu_s = round(_cpu_s(src_pid) - cpu0[0], 3)
+    run.dst_daemon_cpu_s = round(_cpu_s(dst_pid) - cpu0[1], 3)
+    run.ok = run.time_s > 0 and run.qemu_bytes > 0
+    if run.ok:
+        run.throughput_mib_s = round(run.qemu_bytes / 2**20 / run.time_s, 1)
+    elif not run.error:
+        run.error = "libvirt reported no figures for the migration"
+
+
+def _migrate(guests: Guests, vm: str, size: int, variant: str, *, warmup: bool = False
+             ) -> ProxyRun:
+    source = guests.where(vm).name
+    run = ProxyRun(size, variant, source, "h2" if source == "h1" else "h1", warmup=warmup)
+    _migrate_once(guests, vm, run)
+    if run.ok:
+        reply = guests.console(vm).command("v", r"^VERIFY", timeout=120)
+        run.memory_intact = reply.startswith("VERIFY OK")
+    return run
+
+
+def run_proxy_bench(say: Callable[[str], None], *, memory_mib: tuple[int, ...] = (512, 1536),
+                    rounds: int = 5, name: str = "benchproxy") -> ProxyBench:
+    """Measure both variants ``rounds`` times per guest size on a two-host lab (removed
+    afterwards)."""
+    if rounds < 1:
+        raise UsageError("--rounds must be at least 1")
+    if any(m < 256 for m in memory_mib):
+        raise UsageError("guests need at least 256 MiB")
+    bench = ProxyBench(tuple(sorted(set(memory_mib))), rounds)
+    lab = Lab(LabLayout.create(name, 2), say=say)
+    lab.up()
+    guests = Guests(lab)
+    try:
+        for size in bench.memory_mib:
+            vm = f"bp{size}"
+            workload = f"-m {size * 3 // 4} -p -i 0"
+            say(f"{size} MiB guest filling {size * 3 // 4} MiB with random content, then idle")
+            guests.create(vm, "h1", size, workload=workload, say=say)
+            try:
+                if not bench.runs:
+                    bench.runs.append(_migrate(guests, vm, size, "daemons", warmup=True))
+                    say(_row(bench.runs[-1]))
+                for i in range(rounds):
+                    order = VARIANTS if i % 2 == 0 else VARIANTS[::-1]
+                    for variant in order:
+                        bench.runs.append(_migrate(guests, vm, size, variant))
+                        say(_row(bench.runs[-1]))
+            finally:
+                guests.destroy(vm)
+    finally:
+        lab.down()
+    return bench
+
+
+def _row(r: ProxyRun) -> str:
+    tag = f"{r.memory_mib:5} MiB {r.variant + (' (warm-up)' if r.warmup else ''):18}"
+    if not r.ok:
+        return f"{tag} {r.source}->{r.target} FAILED: {r.error}"
+    daemons = (f"  daemons cpu {r.src_daemon_cpu_s:5.2f}/{r.dst_daemon_cpu_s:5.2f} s, "
+               f"rss +{r.src_daemon_rss_growth_mib:5.1f} MiB" if r.variant == "daemons" else "")
+    return (f"{tag} {r.source}->{r.target} {r.qemu_bytes / 2**20:7.1f} MiB in {r.time_s:6.2f} s "
+            f"= {r.throughput_mib_s:7.1f} MiB/s, downtime {r.downtime_ms} ms, memory "
+            f"{'intact' if r.memory_intact else 'BAD'}{daemons}")
+
+
+def format_table(bench: ProxyBench) -> str:
+    head = (f"{'guest':>9} {'direct':>12} {'daemons':>12} {'ratio':>6} {'cpu src/GiB':>12} "
+            f"{'cpu dst/GiB':>12} {'rss growth':>11} {'tags':>9}")
+    lines = [head, "-" * len(head)]
+    for size, s in bench.by_size().items():
+        lines.append(
+            f"{size:5} MiB {s['direct_mib_s']:7.1f} MiB/s {s['daemons_mib_s']:7.1f} MiB/s "
+            f"{s['throughput_ratio']:6.3f} {s['src_daemon_cpu_s_per_gib']:10.2f} s "
+            f"{s['dst_daemon_cpu_s_per_gib']:10.2f} s {s['src_daemon_rss_growth_mib']:7.1f} MiB "
+            f"{s['filter_table_mib']:5.2f} MiB")
+    lines.append("")
+    lines += [f"{k:30} {v}" for k, v in bench.summary().items() if k != "by_size"]
+    return "\n".join(lines)
