@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perfplus_agent.daemon.handshake import HandshakeError
+from perfplus_agent.daemon.heap import TRIM_EVERY, release_free_memory
 from perfplus_agent.daemon.protocol import ProtocolError, decode_response, encode, error, ok
 from perfplus_agent.daemon.secure_channel import (
     ChannelError,
@@ -227,6 +228,7 @@ class _Channel:
               write: Callable[[bytes], None], end: Callable[[], None]) -> None:
         session = self.session
         forward = name == "up"
+        untrimmed = 0
         try:
             while True:
                 data = read()
@@ -244,9 +246,13 @@ class _Channel:
                     self.stats.bytes_in += len(data)
                     if self.make_transform is None:
                         self.stats.bytes_out += len(data)
+                    untrimmed += len(data)
                 else:
                     self.stats.return_bytes += len(data)
                 write(data)
+                if untrimmed >= TRIM_EVERY:
+                    release_free_memory()
+                    untrimmed = 0
         except _Failure as exc:
             if not session.stopping:
                 session.abort(f"channel {self.index}: {exc}")

@@ -44,6 +44,7 @@ _X86_PAGE_BITS = 12
 # The rewriter's counters are read at every section end and at least this often (bytes of
 # RAM records): reading them on every chunk cost a tenth of the proxy's time.
 ACCOUNT_EVERY = 8 << 20
+INITIAL_BUFFER = 512 * 1024
 
 
 class _NeedMore(Exception):
@@ -55,8 +56,12 @@ class MainChannel:
 
     def __init__(self, session: StreamSession) -> None:
         self.session = session
-        self._buf = bytearray()
+        # Unparsed bytes are self._buf[self._pos:self._end]. The buffer keeps its size (it
+        # grows, never shrinks): a buffer reallocated to a slightly different size for every
+        # chunk fragmented the heap by tens of MiB per migration.
+        self._buf = bytearray(INITIAL_BUFFER)
         self._pos = 0
+        self._end = 0
         self._state = "header"
         self._ram_section: int | None = None  # section id of "ram"
         self._in_ram = False
@@ -79,7 +84,7 @@ class MainChannel:
             if data:
                 yield data
             return
-        self._buf += data
+        self._append(data)
         while True:
             if self._pending_barrier:
                 self.session.main_wait(self._pending_barrier)
@@ -94,30 +99,47 @@ class MainChannel:
                 yield out
             if self._state == "verbatim":
                 self._account()
-                self._base += len(self._buf)
-                rest = bytes(self._buf[self._pos:])
-                self._buf.clear()
-                self._pos = 0
+                rest = self._drain()
                 if rest:
                     yield rest
                 return
-        if self._pos > 1 << 20 or self._pos == len(self._buf):
-            del self._buf[:self._pos]
-            self._base += self._pos
-            self._pos = 0
+        self._compact()
 
     def finish(self) -> bytes:
         """End of stream: whatever is left, unparsed, goes out verbatim (QEMU's own loader
         reports a truncated stream; the proxy does not invent an ending)."""
         self._account()
-        rest = bytes(self._buf[self._pos:])
-        self._buf.clear()
-        self._pos = 0
+        return self._drain()
+
+    # -- the buffer ------------------------------------------------------------------------
+    def _append(self, data: bytes) -> None:
+        n = len(data)
+        if self._end + n > len(self._buf):
+            self._compact()
+            if self._end + n > len(self._buf):
+                self._buf += bytes(max(self._end + n, 2 * len(self._buf)) - len(self._buf))
+        self._buf[self._end:self._end + n] = data
+        self._end += n
+
+    def _compact(self) -> None:
+        """Move the unparsed bytes to the front (usually part of one record)."""
+        rest = self._end - self._pos
+        if rest and self._pos:
+            self._buf[:rest] = self._buf[self._pos:self._end]
+        self._base += self._pos
+        self._pos, self._end = 0, rest
+
+    def _drain(self) -> bytes:
+        """Everything unparsed, and an empty buffer (released: nothing is parsed after)."""
+        rest = bytes(self._buf[self._pos:self._end])
+        self._base += self._end
+        self._buf = bytearray()
+        self._pos = self._end = 0
         return rest
 
     # -- parsing helpers -------------------------------------------------------------------
     def _need(self, n: int) -> memoryview:
-        if len(self._buf) - self._pos < n:
+        if self._end - self._pos < n:
             raise _NeedMore
         return memoryview(self._buf)[self._pos:self._pos + n]
 
@@ -261,7 +283,7 @@ class MainChannel:
         assert self._rewriter is not None
         if self._expect_footer:
             return self._footer()
-        view = memoryview(self._buf)[self._pos:]
+        view = memoryview(self._buf)[self._pos:self._end]
         try:
             out, consumed, status = self._rewriter.feed(view)
         finally:
