@@ -25,12 +25,13 @@ After every migration the guest checks its own memory (a per-page digest of ever
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from perfplus_agent.bench.daemon_runs import daemon_migrate
-from perfplus_agent.errors import PerfplusError
+from perfplus_agent.errors import PerfplusError, UsageError
 from perfplus_agent.lab.guests import Guests
 from perfplus_agent.lab.lab import Lab
 from perfplus_agent.lab.layout import LabLayout
@@ -83,6 +84,7 @@ class Run:
     source: str
     target: str
     ok: bool
+    round: int = 0
     error: str = ""
     wall_s: float = 0.0
     downtime_ms: int | None = None
@@ -104,22 +106,27 @@ class MigrateBench:
     memory_mib: int
     rate: int
     hard_rate: int
+    rounds: int = 1
     runs: list[Run] = field(default_factory=list)
 
-    def run(self, scenario: str, variant: str) -> Run | None:
-        return next((r for r in self.runs if r.scenario == scenario and r.variant == variant),
-                    None)
+    def run(self, scenario: str, variant: str, round_: int = 0) -> Run | None:
+        return next((r for r in self.runs if r.scenario == scenario and r.variant == variant
+                     and r.round == round_), None)
 
     def summary(self) -> dict[str, Any]:
-        """Ratios against plain (and XBZRLE) for the targets of the filter issue."""
-        out: dict[str, Any] = {}
+        """Ratios against plain (and XBZRLE) for the targets of the filter issue: the
+        median over the rounds of each round's ratio."""
+        out: dict[str, Any] = {"rounds": self.rounds}
 
         def ratio(s: str, a: str, b: str, key: str) -> float | None:
-            x, y = self.run(s, a), self.run(s, b)
-            if not (x and y and x.ok and y.ok):
-                return None
-            num, den = getattr(x, key), getattr(y, key)
-            return round(num / den, 3) if num is not None and den else None
+            found = []
+            for i in range(self.rounds):
+                x, y = self.run(s, a, i), self.run(s, b, i)
+                if x and y and x.ok and y.ok:
+                    num, den = getattr(x, key), getattr(y, key)
+                    if num is not None and den:
+                        found.append(num / den)
+            return round(statistics.median(found), 3) if found else None
 
         out["paper_final_pages_ratio"] = ratio("paper", "perfplus", "plain", "final_pass_pages")
         out["paper_downtime_ratio"] = ratio("paper", "perfplus", "plain", "downtime_ms")
@@ -136,12 +143,16 @@ class MigrateBench:
                                                  / full.xbzrle_cache_bytes, 4)
             out["filter_mib_per_guest_gib"] = round(
                 pp.filter_table_bytes / 2**20 / (self.memory_mib / 1024), 2)
-        hard_plain, hard_pp = self.run("hard", "plain"), self.run("hard", "perfplus")
-        out["hard_plain_converged"] = bool(hard_plain and hard_plain.ok)
-        out["hard_perfplus_converged"] = bool(hard_pp and hard_pp.ok)
+        out["hard_plain_converged"] = self._converged("plain")
+        out["hard_perfplus_converged"] = self._converged("perfplus")
         out["random_wire_bytes_ratio"] = ratio("random", "perfplus", "plain", "wire_bytes")
         out["all_memory_intact"] = all(r.memory_intact for r in self.runs if r.ok)
         return out
+
+    def _converged(self, variant: str) -> str | None:
+        """In how many rounds the ``hard`` scenario's migration converged, e.g. "2/3"."""
+        runs = [r for r in self.runs if r.scenario == "hard" and r.variant == variant]
+        return f"{sum(r.ok for r in runs)}/{len(runs)}" if runs else None
 
 
 def _run_from_answer(run: Run, answer: dict[str, Any]) -> None:
@@ -167,12 +178,13 @@ def _run_from_answer(run: Run, answer: dict[str, Any]) -> None:
 
 
 def _migrate(guests: Guests, vm: str, scenario: Scenario, variant: Variant, *,
-             memory_mib: int) -> Run:
+             memory_mib: int, round_: int) -> Run:
     lab = guests.lab
     src = guests.where(vm).name
     dst = "h2" if src == "h1" else "h1"
     cache = memory_mib if variant.xbzrle_cache_mib < 0 else variant.xbzrle_cache_mib
-    run = Run(scenario.name, variant.name, src, dst, ok=False, xbzrle_cache_bytes=cache << 20)
+    run = Run(scenario.name, variant.name, src, dst, ok=False, round=round_,
+              xbzrle_cache_bytes=cache << 20)
     answer, run.error = daemon_migrate(
         lab, vm, src, dst, filter_mode=variant.filter, timeout_s=scenario.timeout_s,
         xbzrle_cache_mib=cache, stop_copy_after=scenario.stop_copy_after)
@@ -186,14 +198,18 @@ def _migrate(guests: Guests, vm: str, scenario: Scenario, variant: Variant, *,
 
 def run_migrate_bench(say: Callable[[str], None], *, link: str = "32mibps",
                       memory_mib: int = 256, rate: int = 3000, hard_rate: int = 30000,
-                      scenarios: tuple[str, ...] = tuple(SCENARIOS),
+                      scenarios: tuple[str, ...] = tuple(SCENARIOS), rounds: int = 1,
                       name: str = "benchmig") -> MigrateBench:
-    """Run the scenarios on a lab of three hosts (removed afterwards)."""
+    """Run the scenarios ``rounds`` times on a lab of three hosts (removed afterwards);
+    each scenario's guest is migrated back and forth, every variant once per round (in
+    reverse order every other round)."""
     unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown:
         raise PerfplusError(f"unknown scenario(s) {', '.join(unknown)}; known: "
                             + ", ".join(SCENARIOS))
-    bench = MigrateBench(link, memory_mib, rate, hard_rate)
+    if rounds < 1:
+        raise UsageError("--rounds must be at least 1")
+    bench = MigrateBench(link, memory_mib, rate, hard_rate, rounds)
     lab = Lab(LabLayout.create(name, 3), say=say)
     lab.up(migration_link=link)
     guests = Guests(lab)
@@ -206,11 +222,13 @@ def run_migrate_bench(say: Callable[[str], None], *, link: str = "32mibps",
             say(f"{sname}: guest of {memory_mib} MiB running dirtier {workload}")
             guests.create(vm, "h1", memory_mib, workload=workload, say=say)
             try:
-                for vname in scenario.variants:
-                    run = _migrate(guests, vm, scenario, VARIANTS[vname],
-                                   memory_mib=memory_mib)
-                    bench.runs.append(run)
-                    say(_row(run))
+                for i in range(rounds):
+                    order = scenario.variants if i % 2 == 0 else scenario.variants[::-1]
+                    for vname in order:
+                        run = _migrate(guests, vm, scenario, VARIANTS[vname],
+                                       memory_mib=memory_mib, round_=i)
+                        bench.runs.append(run)
+                        say(_row(run))
             finally:
                 guests.destroy(vm)
     finally:
@@ -220,16 +238,17 @@ def run_migrate_bench(say: Callable[[str], None], *, link: str = "32mibps",
 
 def _row(r: Run) -> str:
     if not r.ok:
-        return (f"{r.scenario:9} {r.variant:12} {r.source}->{r.target} FAILED: {r.error} "
-                f"(memory {'intact' if r.memory_intact else 'BAD'})")
-    return (f"{r.scenario:9} {r.variant:12} {r.wall_s:7.1f} s {r.downtime_ms or 0:6} ms "
+        return (f"{r.scenario:9} {r.variant:12} {r.round:5} {r.source}->{r.target} FAILED: "
+                f"{r.error} (memory {'intact' if r.memory_intact else 'BAD'})")
+    return (f"{r.scenario:9} {r.variant:12} {r.round:5} {r.wall_s:7.1f} s "
+            f"{r.downtime_ms or 0:6} ms "
             f"{r.passes:3} passes {r.wire_bytes / 2**20:8.1f} MiB wire "
             f"{r.final_pass_pages:7} last-pass pages {r.pages_unchanged:7} unchanged "
             f"memory {'intact' if r.memory_intact else 'BAD'}")
 
 
 def format_table(bench: MigrateBench) -> str:
-    head = (f"{'scenario':9} {'variant':12} {'time':>9} {'downtime':>9} {'passes':>9} "
+    head = (f"{'scenario':9} {'variant':12} {'round':5} {'time':>9} {'downtime':>9} {'passes':>9} "
             f"{'wire':>12} {'last pass':>16} {'unchanged':>17} memory")
     lines = [head, "-" * len(head), *(_row(r) for r in bench.runs), ""]
     lines += [f"{k:30} {v}" for k, v in bench.summary().items()]

@@ -1,7 +1,8 @@
 """``perfplus bench proxy``: what carrying a migration through the Perf+ daemons costs.
 
-Two lab hosts, migration link unshaped. A guest whose workload fills three quarters of its RAM
-with random content and then stays idle (every page crosses once, none is resent, nothing for
+Two lab hosts, migration link unshaped. A guest whose workload fills most of its RAM (all
+but a quarter, or 128 MiB if more, for the kernel and initramfs) with random content and then
+stays idle (every page crosses once, none is resent, nothing for
 the filter to drop) is moved back and forth:
 
 * ``direct``: libvirt migrates it QEMU to QEMU over the migration network (what the upstream
@@ -34,13 +35,14 @@ from perfplus_agent.lab.host_procs import daemon_pid
 from perfplus_agent.lab.lab import Lab
 from perfplus_agent.lab.layout import LabLayout
 
-__all__ = ["ProxyBench", "ProxyRun", "format_table", "run_proxy_bench"]
+__all__ = ["ProxyBench", "ProxyRun", "filled_mib", "format_table", "run_proxy_bench"]
 
 VARIANTS = ("direct", "daemons")
 TARGET_RATIO = 0.9
 TARGET_MIB_PER_GIB = 5.0
 RSS_SAMPLE_S = 0.02
 MIGRATION_TIMEOUT_S = 300.0
+GUEST_SYSTEM_MIB = 128  # kernel, initramfs and the workload's digests
 
 
 @dataclass
@@ -219,8 +221,9 @@ def run_proxy_bench(say: Callable[[str], None], *, memory_mib: tuple[int, ...] =
     try:
         for size in bench.memory_mib:
             vm = f"bp{size}"
-            workload = f"-m {size * 3 // 4} -p -i 0"
-            say(f"{size} MiB guest filling {size * 3 // 4} MiB with random content, then idle")
+            fill = filled_mib(size)
+            workload = f"-m {fill} -p -i 0"
+            say(f"{size} MiB guest filling {fill} MiB with random content, then idle")
             guests.create(vm, "h1", size, workload=workload, say=say)
             try:
                 if not bench.runs:
@@ -236,6 +239,11 @@ def run_proxy_bench(say: Callable[[str], None], *, memory_mib: tuple[int, ...] =
     finally:
         lab.down()
     return bench
+
+
+def filled_mib(memory_mib: int) -> int:
+    """How much of a guest's RAM its workload fills: all but what the guest system needs."""
+    return memory_mib - max(memory_mib // 4, GUEST_SYSTEM_MIB)
 
 
 def _row(r: ProxyRun) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from perfplus_agent.daemon.client import request
 from perfplus_agent.daemon.protocol import Migrate
 from perfplus_agent.daemon.server import DaemonServer, ServerConfig
+from perfplus_agent.daemon.transform import TransformFactory
 from perfplus_agent.errors import PerfplusError
 from perfplus_agent.lab.direct_guest import DirectGuest
 from perfplus_agent.perfplus_c import DEFAULT_ALGORITHM
@@ -46,13 +47,16 @@ class DaemonPair:
 
     port_range: tuple[int, int] = (47700, 47799)
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    # replaces the source daemon's Perf+ filter (tests that wrap it to inject a failure)
+    make_transform: TransformFactory | None = None
     _guests: dict[str, tuple[DirectGuest, DirectGuest]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.source = DaemonServer(self.key, ServerConfig(
             listen=(SOURCE_HOST, 0), port_range=self.port_range, proxy_host=SOURCE_HOST,
-            qemu_host=SOURCE_HOST), migrate_fn=self._qmp_migrate)
+            qemu_host=SOURCE_HOST), migrate_fn=self._qmp_migrate,
+            make_transform=self.make_transform)
         self.dest = DaemonServer(self.key, ServerConfig(
             listen=(DEST_QEMU_HOST, 0), port_range=self.port_range, proxy_host=DEST_QEMU_HOST,
             qemu_host=DEST_QEMU_HOST))
