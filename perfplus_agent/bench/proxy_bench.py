@@ -206,7 +206,7 @@ def _migrate(guests: Guests, vm: str, size: int, variant: str, *, warmup: bool =
     return run
 
 
-def run_proxy_bench(say: Callable[[str], None], *, memory_mib: tuple[int, ...] = (512, 1536),
+def run_proxy_bench(say: Callable[[str], None], *, memory_mib: tuple[int, ...] = (512, 4096),
                     rounds: int = 5, name: str = "benchproxy") -> ProxyBench:
     """Measure both variants ``rounds`` times per guest size on a two-host lab (removed
     afterwards)."""

@@ -143,7 +143,7 @@ def bench_migrate(*, link: str, memory_mib: int, rate: int, hard_rate: int,
 
 @bench.command(name="proxy")
 @click.option("--memory", "memory_mib", multiple=True, type=click.IntRange(min=256),
-              default=(512, 1536), show_default=True,
+              default=(512, 4096), show_default=True,
               help="Guest MiB; give two sizes (or more) for the memory-per-GiB slope.")
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(min=1),
               help="Migrations of each variant per guest size.")

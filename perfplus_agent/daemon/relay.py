@@ -261,6 +261,8 @@ class _Channel:
             session.abort(f"channel {self.index}: internal error: {exc}")
         finally:
             self._pump_done()
+            if forward:
+                release_free_memory()  # an idle daemon keeps nothing of the migration's heap
 
     def _pump_done(self) -> None:
         with self._lock:
