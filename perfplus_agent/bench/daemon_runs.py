@@ -1,15 +1,17 @@
-"""One migration of a lab guest through the lab hosts' Perf+ daemons, as an operator runs it
-(``perfplus daemon migrate`` on the source host); shared by the benchmarks."""
+"""What the migration benchmarks share: one migration of a lab guest through the lab hosts'
+Perf+ daemons, as an operator runs it (``perfplus daemon migrate`` on the source host), and
+the order in which the variants take turns."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from perfplus_agent.lab.lab import Lab
 
-__all__ = ["daemon_migrate"]
+__all__ = ["daemon_migrate", "in_turns"]
 
 
 def daemon_migrate(lab: Lab, vm: str, source: str, dest: str, *, filter_mode: str,
@@ -25,3 +27,11 @@ def daemon_migrate(lab: Lab, vm: str, source: str, dest: str, *, filter_mode: st
     if res.returncode == 0:
         return json.loads(res.stdout.strip().splitlines()[-1]), ""
     return None, (res.stderr.strip().splitlines() or ["failed"])[-1]
+
+
+def in_turns(variants: Sequence[str], rounds: int) -> Iterator[tuple[int, str]]:
+    """(round, variant): every variant once per round, in reverse order every other round, so
+    that no variant always runs first (or always in the same direction)."""
+    for i in range(rounds):
+        for variant in variants if i % 2 == 0 else variants[::-1]:
+            yield i, variant

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from perfplus_agent.bench.daemon_runs import daemon_migrate
+from perfplus_agent.bench.daemon_runs import daemon_migrate, in_turns
 from perfplus_agent.errors import PerfplusError, UsageError
 from perfplus_agent.lab.guests import Guests
 from perfplus_agent.lab.lab import Lab
@@ -220,17 +220,12 @@ def run_migrate_bench(say: Callable[[str], None], *, link: str = "32mibps",
                         .replace("RATE", str(rate)).replace("HARD", str(hard_rate)))
             vm = f"bm-{sname}"
             say(f"{sname}: guest of {memory_mib} MiB running dirtier {workload}")
-            guests.create(vm, "h1", memory_mib, workload=workload, say=say)
-            try:
-                for i in range(rounds):
-                    order = scenario.variants if i % 2 == 0 else scenario.variants[::-1]
-                    for vname in order:
-                        run = _migrate(guests, vm, scenario, VARIANTS[vname],
-                                       memory_mib=memory_mib, round_=i)
-                        bench.runs.append(run)
-                        say(_row(run))
-            finally:
-                guests.destroy(vm)
+            with guests.temporary(vm, "h1", memory_mib, workload=workload, say=say):
+                for i, vname in in_turns(scenario.variants, rounds):
+                    run = _migrate(guests, vm, scenario, VARIANTS[vname],
+                                   memory_mib=memory_mib, round_=i)
+                    bench.runs.append(run)
+                    say(_row(run))
     finally:
         lab.down()
     return bench

@@ -28,7 +28,7 @@ from typing import Any
 
 import psutil
 
-from perfplus_agent.bench.daemon_runs import daemon_migrate
+from perfplus_agent.bench.daemon_runs import daemon_migrate, in_turns
 from perfplus_agent.errors import PerfplusError, UsageError
 from perfplus_agent.lab.guests import Guests
 from perfplus_agent.lab.host_procs import daemon_pid
@@ -224,18 +224,13 @@ def run_proxy_bench(say: Callable[[str], None], *, memory_mib: tuple[int, ...] =
             fill = filled_mib(size)
             workload = f"-m {fill} -p -i 0"
             say(f"{size} MiB guest filling {fill} MiB with random content, then idle")
-            guests.create(vm, "h1", size, workload=workload, say=say)
-            try:
+            with guests.temporary(vm, "h1", size, workload=workload, say=say):
                 if not bench.runs:
                     bench.runs.append(_migrate(guests, vm, size, "daemons", warmup=True))
                     say(_row(bench.runs[-1]))
-                for i in range(rounds):
-                    order = VARIANTS if i % 2 == 0 else VARIANTS[::-1]
-                    for variant in order:
-                        bench.runs.append(_migrate(guests, vm, size, variant))
-                        say(_row(bench.runs[-1]))
-            finally:
-                guests.destroy(vm)
+                for _, variant in in_turns(VARIANTS, rounds):
+                    bench.runs.append(_migrate(guests, vm, size, variant))
+                    say(_row(bench.runs[-1]))
     finally:
         lab.down()
     return bench

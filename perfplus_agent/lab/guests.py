@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -140,6 +141,17 @@ class Guests:
         if wait:
             self.wait_booted(name, host, offset)
         return spec
+
+    @contextlib.contextmanager
+    def temporary(self, name: str, host_name: str, memory_mib: int, *,
+                  workload: str | None = None,
+                  say: Callable[[str], None] | None = None) -> Iterator[GuestSpec]:
+        """A guest created for the ``with`` block and destroyed after it, wherever it runs."""
+        spec = self.create(name, host_name, memory_mib, workload=workload, say=say)
+        try:
+            yield spec
+        finally:
+            self.destroy(name)
 
     def wait_booted(self, name: str, host: HostLayout, offset: int = 0) -> None:
         """Wait for the guest's workload (or, without one, its network) to come up."""
