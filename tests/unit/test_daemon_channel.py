@@ -64,6 +64,17 @@ def test_seal_round_trip_and_tamper():
         _seal.seal(b"short", nonce, b"")
 
 
+def test_seal_with_length_prefix_is_one_frame():
+    nonce = bytes(range(12))
+    data = memoryview(bytes(range(256)) * 1000)[100:70_000]  # any buffer, no copy needed
+    frame = _seal.seal(K1, nonce, data, length_prefix=True)
+    assert int.from_bytes(frame[:4], "big") == len(frame) - 4 == len(data) + 16
+    assert frame[4:] == _seal.seal(K1, nonce, data)
+    assert _seal.open(K1, nonce, memoryview(frame)[4:]) == bytes(data)
+    assert _seal.seal(K1, nonce, b"", length_prefix=True) == (16).to_bytes(4, "big") + \
+        _seal.seal(K1, nonce, b"")
+
+
 def test_round_trip_splits_large_data_and_ends_cleanly():
     left, right = pair()
     big = bytes(range(256)) * (3 * MAX_FRAME // 256 + 7)
