@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from perfplus_agent.lab.lab import Lab
+from perfplus_agent.lab.layout import MIG_SUFFIX
 
 __all__ = ["daemon_migrate", "in_turns"]
 
@@ -21,7 +22,8 @@ def daemon_migrate(lab: Lab, vm: str, source: str, dest: str, *, filter_mode: st
     daemon's answer and "", or None and the error it printed."""
     argv = [sys.executable, "-m", "perfplus_agent.cli", "daemon", "migrate", vm,
             "--from", source, "--to", dest, "--key-file", str(lab.layout.cluster_key),
-            "--suffix", "-mig", "--filter", filter_mode, "--xbzrle-cache", str(xbzrle_cache_mib),
+            "--suffix", MIG_SUFFIX, "--filter", filter_mode,
+            "--xbzrle-cache", str(xbzrle_cache_mib),
             "--stop-copy-after", str(stop_copy_after), "--timeout", str(timeout_s)]
     res = lab.run_in(source, argv, timeout=timeout_s + 120, check=False)
     if res.returncode == 0:

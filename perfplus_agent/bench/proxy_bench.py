@@ -2,8 +2,8 @@
 
 Two lab hosts, migration link unshaped. A guest whose workload fills most of its RAM (all
 but a quarter, or 128 MiB if more, for the kernel and initramfs) with random content and then
-stays idle (every page crosses once, none is resent, nothing for
-the filter to drop) is moved back and forth:
+stays idle (every page crosses once, none is resent, nothing for the filter to drop) is moved
+back and forth:
 
 * ``direct``: libvirt migrates it QEMU to QEMU over the migration network (what the upstream
   agent does);
@@ -127,7 +127,7 @@ class ProxyBench:
 
 
 class _RssPeak:
-    """Samples a process's RSS in the background; ``peak_growth_mib`` once stopped."""
+    """Samples a process's RSS in the background; ``stop`` returns the peak growth (MiB)."""
 
     def __init__(self, pid: int) -> None:
         self.proc = psutil.Process(pid)

@@ -14,13 +14,14 @@ from pathlib import Path
 
 from perfplus_agent.errors import UsageError
 
-__all__ = ["CLUSTER_DIRS", "DEFAULT_NAME", "MAX_HOSTS", "PRIVATE_DIRS", "HostLayout", "LabLayout",
-           "state_root"]
+__all__ = ["CLUSTER_DIRS", "DEFAULT_NAME", "MAX_HOSTS", "MIG_SUFFIX", "PRIVATE_DIRS", "HostLayout",
+           "LabLayout", "state_root"]
 
 DEFAULT_NAME = "perfplus"
 MAX_HOSTS = 8
 LAN_NET = "10.77.0"
 MIG_NET = "10.77.1"
+MIG_SUFFIX = "-mig"  # a host name plus this resolves to its migration-network address
 CLIENT_ADDR = f"{LAN_NET}.250"
 GUEST_FIRST = 100
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
@@ -59,7 +60,7 @@ class HostLayout:
     @property
     def mig_name(self) -> str:
         """Name that resolves to the host's migration-network address inside the lab."""
-        return f"{self.name}-mig"
+        return f"{self.name}{MIG_SUFFIX}"
 
     @property
     def dir(self) -> Path:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from perfplus_agent.lab.hostinit import CLEAN_PATH
 from perfplus_agent.lab.hosts import enter_argv
 from perfplus_agent.lab.lab import Lab
+from perfplus_agent.lab.layout import MIG_SUFFIX
 
 __all__ = ["LAB_AGENT_PARAMS", "OcfRun", "run_ocf"]
 
@@ -18,7 +19,7 @@ __all__ = ["LAB_AGENT_PARAMS", "OcfRun", "run_ocf"]
 LAB_AGENT_PARAMS = {
     "hypervisor": "qemu:///system",
     "migration_transport": "tcp",
-    "migration_network_suffix": "-mig",
+    "migration_network_suffix": MIG_SUFFIX,
 }
 
 
