@@ -1,10 +1,11 @@
 """Handing the allocator's free memory back to the system while a migration streams.
 
 Every chunk of a migration passes through buffers of a few hundred KiB whose sizes differ a
-little from one chunk to the next; glibc's heap fragments under that pattern and grew by
-about 60 MiB per GiB streamed, all of it free but still resident. ``malloc_trim`` returns
-those free pages, so the relay calls it every few tens of MiB: resident memory then stays
-near the filter's tag tables (4.25 MiB per GiB of guest RAM). A no-op without glibc.
+little from one chunk to the next; glibc's heap fragments under that pattern, keeping tens of
+MiB free but resident (`perfplus bench proxy` measured 7-80 MiB of growth per migration
+before this). ``malloc_trim`` returns those free pages, so the relay calls it every few tens
+of MiB: resident memory then stays near the filter's tag tables (4.25 MiB per GiB of guest
+RAM) plus the buffers. A no-op without glibc.
 """
 
 from __future__ import annotations

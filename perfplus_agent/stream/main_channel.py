@@ -42,7 +42,7 @@ _UUID = b"configuration/uuid"
 _PAGE_BITS = b"configuration/target-page-bits"
 _X86_PAGE_BITS = 12
 # The rewriter's counters are read at every section end and at least this often (bytes of
-# RAM records): reading them on every chunk cost a tenth of the proxy's time.
+# RAM records): reading them on every chunk showed in the proxy's profile.
 ACCOUNT_EVERY = 8 << 20
 INITIAL_BUFFER = 512 * 1024
 
