@@ -7,27 +7,33 @@ back and forth:
 
 * ``direct``: libvirt migrates it QEMU to QEMU over the migration network (what the upstream
   agent does);
+* ``relay``: through a bare relay pair instead (bench/bare_relay.py: ``splice(2)`` in each
+  host, no parsing, no encryption): what any proxy pair costs on this machine, a ceiling for
+  the daemons;
 * ``daemons``: through both hosts' daemons with the filter on: read, parsed, hashed,
   encrypted, decrypted (``perfplus daemon migrate``).
 
-Throughput is what QEMU sent divided by libvirt's migration time, the same figures for both.
-While a migration runs, the source daemon's RSS is sampled and both daemons' CPU time is
-read before and after. Memory per migrated GiB is the slope of the source daemon's peak RSS
-growth between two guest sizes (the fixed buffers cancel out), shown next to the filter's
-own table size. A first migration through the daemons warms them up (its RSS growth is the
-"cold" figure); then every round runs both variants, and medians over the rounds are reported.
+Throughput is what QEMU sent divided by libvirt's migration time, the same figures for all.
+While a migration runs, the source daemon's RSS is sampled, and both daemons' CPU time and the
+whole machine's busy CPU time are read before and after. Memory per migrated GiB is the slope
+of the source daemon's peak RSS growth between two guest sizes (the fixed buffers cancel out),
+shown next to the filter's own table size. A first migration through the daemons warms them
+up (its RSS growth is the "cold" figure); then every round runs every variant, and medians over
+the rounds are reported.
 """
 
 from __future__ import annotations
 
 import statistics
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
+from perfplus_agent.bench.bare_relay import bare_relays, relay_port
 from perfplus_agent.bench.daemon_runs import daemon_migrate, in_turns
 from perfplus_agent.errors import PerfplusError, UsageError
 from perfplus_agent.lab.guests import Guests
@@ -37,7 +43,7 @@ from perfplus_agent.lab.layout import LabLayout
 
 __all__ = ["ProxyBench", "ProxyRun", "filled_mib", "format_table", "run_proxy_bench"]
 
-VARIANTS = ("direct", "daemons")
+VARIANTS = ("direct", "relay", "daemons")
 TARGET_RATIO = 0.9
 TARGET_MIB_PER_GIB = 5.0
 RSS_SAMPLE_S = 0.02
@@ -64,6 +70,8 @@ class ProxyRun:
     src_daemon_cpu_s: float = 0.0
     dst_daemon_cpu_s: float = 0.0
     src_daemon_rss_growth_mib: float = 0.0  # peak during the migration minus just before
+    machine_cpu_s: float = 0.0  # every process of the machine (both hosts), while it ran
+    machine_busy_cores: float = 0.0  # machine_cpu_s over the wall time of the migration
     filter_table_bytes: int = 0
     memory_intact: bool = False
 
@@ -82,16 +90,18 @@ class ProxyBench:
         """Medians per guest size: throughputs, their ratio, daemon CPU and RSS growth."""
         out: dict[int, dict[str, Any]] = {}
         for size in self.memory_mib:
-            direct, daemons = self._measured(size, "direct"), self._measured(size, "daemons")
-            if not direct or not daemons:
+            runs = {v: self._measured(size, v) for v in VARIANTS}
+            if not all(runs.values()):
                 continue
-            d = statistics.median(r.throughput_mib_s for r in direct)
-            p = statistics.median(r.throughput_mib_s for r in daemons)
+            daemons = runs["daemons"]
+            speed = {v: statistics.median(r.throughput_mib_s for r in rs)
+                     for v, rs in runs.items()}
             gib = [r.qemu_bytes / 2**30 for r in daemons]
             out[size] = {
-                "direct_mib_s": round(d, 1),
-                "daemons_mib_s": round(p, 1),
-                "throughput_ratio": round(p / d, 3),
+                **{f"{v}_mib_s": round(speed[v], 1) for v in VARIANTS},
+                "throughput_ratio": round(speed["daemons"] / speed["direct"], 3),
+                "relay_ratio": round(speed["relay"] / speed["direct"], 3),
+                "daemons_vs_relay": round(speed["daemons"] / speed["relay"], 3),
                 "src_daemon_cpu_s_per_gib": round(statistics.median(
                     r.src_daemon_cpu_s / g for r, g in zip(daemons, gib, strict=True)), 3),
                 "dst_daemon_cpu_s_per_gib": round(statistics.median(
@@ -100,6 +110,11 @@ class ProxyBench:
                     r.src_daemon_rss_growth_mib for r in daemons), 1),
                 "filter_table_mib": round(daemons[0].filter_table_bytes / 2**20, 2),
             }
+            for v, rs in runs.items():
+                out[size][f"{v}_machine_cpu_s_per_gib"] = round(statistics.median(
+                    r.machine_cpu_s / (r.qemu_bytes / 2**30) for r in rs), 2)
+                out[size][f"{v}_busy_cores"] = round(statistics.median(
+                    r.machine_busy_cores for r in rs), 2)
         return out
 
     def summary(self) -> dict[str, Any]:
@@ -108,6 +123,8 @@ class ProxyBench:
         if sizes:
             largest = max(sizes)
             out["throughput_ratio"] = sizes[largest]["throughput_ratio"]
+            out["relay_ratio"] = sizes[largest]["relay_ratio"]
+            out["daemons_vs_relay"] = sizes[largest]["daemons_vs_relay"]
             out["throughput_ratio_target"] = TARGET_RATIO
             out["throughput_ratio_met"] = out["throughput_ratio"] >= TARGET_RATIO
             out["filter_table_mib_per_gib"] = round(
@@ -154,6 +171,12 @@ def _cpu_s(pid: int) -> float:
     return times.user + times.system
 
 
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (all cores; idle and I/O wait excluded)."""
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+
 def _migrate_once(guests: Guests, vm: str, run: ProxyRun) -> None:
     lab = guests.lab
     src_pid = daemon_pid(lab.layout.host_named(run.source))
@@ -161,11 +184,15 @@ def _migrate_once(guests: Guests, vm: str, run: ProxyRun) -> None:
     if src_pid is None or dst_pid is None:
         raise PerfplusError("a lab host's Perf+ daemon is not running")
     cpu0 = (_cpu_s(src_pid), _cpu_s(dst_pid))
+    busy0, wall0 = _machine_busy_s(), time.monotonic()
     rss = _RssPeak(src_pid) if run.variant == "daemons" else None
     try:
-        if run.variant == "direct":
+        if run.variant in ("direct", "relay"):
+            port = (relay_port(lab.layout.host_named(run.source).index)
+                    if run.variant == "relay" else None)
             try:
-                stats = guests.migrate(vm, run.target, timeout_s=MIGRATION_TIMEOUT_S).stats
+                stats = guests.migrate(vm, run.target, timeout_s=MIGRATION_TIMEOUT_S,
+                                       through_port=port).stats
             except PerfplusError as exc:
                 run.error = str(exc)
                 return
@@ -186,6 +213,8 @@ def _migrate_once(guests: Guests, vm: str, run: ProxyRun) -> None:
     finally:
         if rss is not None:
             run.src_daemon_rss_growth_mib = round(rss.stop(), 1)
+    run.machine_cpu_s = round(_machine_busy_s() - busy0, 3)
+    run.machine_busy_cores = round(run.machine_cpu_s / (time.monotonic() - wall0), 2)
     run.src_daemon_cpu_s = round(_cpu_s(src_pid) - cpu0[0], 3)
     run.dst_daemon_cpu_s = round(_cpu_s(dst_pid) - cpu0[1], 3)
     run.ok = run.time_s > 0 and run.qemu_bytes > 0
@@ -219,18 +248,19 @@ def run_proxy_bench(say: Callable[[str], None], *, memory_mib: tuple[int, ...] =
     lab.up()
     guests = Guests(lab)
     try:
-        for size in bench.memory_mib:
-            vm = f"bp{size}"
-            fill = filled_mib(size)
-            workload = f"-m {fill} -p -i 0"
-            say(f"{size} MiB guest filling {fill} MiB with random content, then idle")
-            with guests.temporary(vm, "h1", size, workload=workload, say=say):
-                if not bench.runs:
-                    bench.runs.append(_migrate(guests, vm, size, "daemons", warmup=True))
-                    say(_row(bench.runs[-1]))
-                for _, variant in in_turns(VARIANTS, rounds):
-                    bench.runs.append(_migrate(guests, vm, size, variant))
-                    say(_row(bench.runs[-1]))
+        with bare_relays(lab):
+            for size in bench.memory_mib:
+                vm = f"bp{size}"
+                fill = filled_mib(size)
+                workload = f"-m {fill} -p -i 0"
+                say(f"{size} MiB guest filling {fill} MiB with random content, then idle")
+                with guests.temporary(vm, "h1", size, workload=workload, say=say):
+                    if not bench.runs:
+                        bench.runs.append(_migrate(guests, vm, size, "daemons", warmup=True))
+                        say(_row(bench.runs[-1]))
+                    for _, variant in in_turns(VARIANTS, rounds):
+                        bench.runs.append(_migrate(guests, vm, size, variant))
+                        say(_row(bench.runs[-1]))
     finally:
         lab.down()
     return bench
@@ -248,20 +278,34 @@ def _row(r: ProxyRun) -> str:
     daemons = (f"  daemons cpu {r.src_daemon_cpu_s:5.2f}/{r.dst_daemon_cpu_s:5.2f} s, "
                f"rss +{r.src_daemon_rss_growth_mib:5.1f} MiB" if r.variant == "daemons" else "")
     return (f"{tag} {r.source}->{r.target} {r.qemu_bytes / 2**20:7.1f} MiB in {r.time_s:6.2f} s "
-            f"= {r.throughput_mib_s:7.1f} MiB/s, downtime {r.downtime_ms} ms, memory "
+            f"= {r.throughput_mib_s:7.1f} MiB/s, downtime {r.downtime_ms} ms, machine "
+            f"{r.machine_busy_cores:.2f} cores busy, memory "
             f"{'intact' if r.memory_intact else 'BAD'}{daemons}")
 
 
 def format_table(bench: ProxyBench) -> str:
-    head = (f"{'guest':>9} {'direct':>12} {'daemons':>12} {'ratio':>6} {'cpu src/GiB':>12} "
-            f"{'cpu dst/GiB':>12} {'rss growth':>11} {'tags':>9}")
+    """Two tables (throughput and machine CPU per variant; the daemons' own costs), then the
+    summary."""
+    head = (f"{'guest':>9} {'direct':>12} {'relay':>12} {'daemons':>12} {'daemons/direct':>15} "
+            f"{'relay/direct':>13} {'daemons/relay':>14}   machine CPU-s/GiB (busy cores)")
     lines = [head, "-" * len(head)]
-    for size, s in bench.by_size().items():
+    sizes = bench.by_size()
+    for size, s in sizes.items():
+        cpu = "  ".join(f"{s[f'{v}_machine_cpu_s_per_gib']:.2f} ({s[f'{v}_busy_cores']:.2f})"
+                        for v in VARIANTS)
         lines.append(
-            f"{size:5} MiB {s['direct_mib_s']:7.1f} MiB/s {s['daemons_mib_s']:7.1f} MiB/s "
-            f"{s['throughput_ratio']:6.3f} {s['src_daemon_cpu_s_per_gib']:10.2f} s "
-            f"{s['dst_daemon_cpu_s_per_gib']:10.2f} s {s['src_daemon_rss_growth_mib']:7.1f} MiB "
-            f"{s['filter_table_mib']:5.2f} MiB")
+            f"{size:5} MiB {s['direct_mib_s']:7.1f} MiB/s {s['relay_mib_s']:7.1f} MiB/s "
+            f"{s['daemons_mib_s']:7.1f} MiB/s {s['throughput_ratio']:15.3f} "
+            f"{s['relay_ratio']:13.3f} {s['daemons_vs_relay']:14.3f}   {cpu}")
+    head = (f"{'guest':>9} {'src daemon CPU':>15} {'dst daemon CPU':>15} {'src RSS growth':>15} "
+            f"{'tag tables':>11}")
+    lines += ["", head, "-" * len(head)]
+    for size, s in sizes.items():
+        lines.append(
+            f"{size:5} MiB {s['src_daemon_cpu_s_per_gib']:9.2f} s/GiB "
+            f"{s['dst_daemon_cpu_s_per_gib']:9.2f} s/GiB "
+            f"{s['src_daemon_rss_growth_mib']:11.1f} MiB "
+            f"{s['filter_table_mib']:7.2f} MiB")
     lines.append("")
     lines += [f"{k:30} {v}" for k, v in bench.summary().items() if k != "by_size"]
     return "\n".join(lines)

@@ -149,8 +149,8 @@ def bench_migrate(*, link: str, memory_mib: int, rate: int, hard_rate: int,
               help="Migrations of each variant per guest size.")
 @json_option
 def bench_proxy(memory_mib: tuple[int, ...], rounds: int, json_path: Path | None) -> None:
-    """Daemon-pair throughput against direct QEMU-to-QEMU on an unshaped link; daemon CPU
-    and memory per migrated GiB."""
+    """Daemon-pair throughput against direct QEMU-to-QEMU (and a bare kernel relay pair, the
+    ceiling of any proxy here) on an unshaped link; daemon CPU and memory per migrated GiB."""
     result = run_proxy_bench(_say, memory_mib=memory_mib, rounds=rounds)
     click.echo(f"perfplus bench proxy: unshaped link, guests of "
                f"{', '.join(map(str, result.memory_mib))} MiB (filled, idle), "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -14,6 +15,7 @@ from pathlib import Path
 import libvirt
 import psutil
 
+from perfplus_agent.daemon.libvirt_migrate import LOOPBACK
 from perfplus_agent.errors import PerfplusError, UsageError
 from perfplus_agent.lab.accel import Accel, choose_accel
 from perfplus_agent.lab.console import GuestConsole
@@ -228,8 +230,13 @@ class Guests:
         bandwidth_mib: int = 0,
         timeout_s: float = 300.0,
         on_progress: Progress | None = None,
+        *,
+        through_port: int | None = None,
     ) -> MigrationResult:
-        """Live-migrate ``name`` to host ``to`` over the migration network."""
+        """Live-migrate ``name`` to host ``to`` over the migration network; with
+        ``through_port``, QEMU's stream goes to ``127.0.0.1:through_port`` on the source and
+        the destination QEMU listens on the same address (a local proxy on each host carries
+        it in between)."""
         dest = self.layout.host_named(to)
         src = self.where(name)
         if src == dest:
@@ -241,6 +248,10 @@ class Guests:
             check_migratable(dom)
             req = MigrationRequest(dest_uri=dest.peer_uri, migrate_uri=f"tcp://{dest.mig_name}",
                                    bandwidth_mib=bandwidth_mib, timeout_s=timeout_s)
+            if through_port is not None:
+                req = dataclasses.replace(
+                    req, migrate_uri=f"tcp://{LOOPBACK}:{through_port}",
+                    extra_params={libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: LOOPBACK})
             return live_migrate(dom, req, dest_conn=dest_conn, on_progress=on_progress)
         finally:
             src_conn.close()
