@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -96,7 +97,7 @@ def bare_relays(lab: Lab) -> Iterator[None]:
                             target]
                     procs.append(subprocess.Popen(
                         enter_argv(lab.init_pid(host), argv), stdout=subprocess.PIPE,
-                        text=True, env={"PATH": CLEAN_PATH}))
+                        text=True, env={"PATH": CLEAN_PATH}, start_new_session=True))
         deadline = time.monotonic() + READY_TIMEOUT_S
         for proc in procs:
             assert proc.stdout is not None
@@ -105,8 +106,9 @@ def bare_relays(lab: Lab) -> Iterator[None]:
                 raise RuntimeError("a bare relay did not start (port taken?)")
         yield
     finally:
-        for proc in procs:
-            proc.kill()
+        for proc in procs:  # nsenter and the relay it forked share the process group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
         for proc in procs:
             proc.wait(5)
 
