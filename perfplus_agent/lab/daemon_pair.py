@@ -4,7 +4,7 @@ The source daemon's proxy listens on 127.0.0.1; the destination daemon hands the
 a QEMU listening on 127.0.0.2 (another loopback address), so both ends can use the same
 port number in one network namespace, as they do on two real nodes. The libvirt step of
 the daemon is replaced by QMP: the destination QEMU listens, the source QEMU migrates to
-the proxy. Used by the byte-for-byte tests and by ``perfplus bench proxy``.
+the proxy. Used by the byte-for-byte tests.
 """
 
 from __future__ import annotations
