@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ import time
 from collections.abc import Iterator
 
 from perfplus_agent.daemon.sockets import parse_address
+from perfplus_agent.errors import PerfplusError
 from perfplus_agent.lab.hostinit import CLEAN_PATH
 from perfplus_agent.lab.hosts import enter_argv
 from perfplus_agent.lab.lab import Lab
@@ -36,6 +38,7 @@ __all__ = ["BASE_PORT", "bare_relays", "relay_port"]
 BASE_PORT = 49650  # below the daemons' proxy ports; one pair of ports per host
 SPLICE_CHUNK = 1 << 20
 READY_TIMEOUT_S = 10.0
+LIFETIME_S = 6 * 3600.0  # an orphaned relay (its benchmark killed) still ends
 
 
 def relay_port(host_index: int) -> int:
@@ -63,12 +66,20 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
             dst.shutdown(socket.SHUT_WR)
 
 
-def serve(listen: tuple[str, int], target: tuple[str, int]) -> None:
-    """Accept connections forever; relay each to a new connection to ``target``."""
-    with socket.create_server(listen, reuse_port=False) as server:
+def serve(listen: tuple[str, int], target: tuple[str, int],
+          lifetime_s: float = LIFETIME_S) -> None:
+    """Accept connections for ``lifetime_s`` (the benchmark kills the relay long before);
+    relay each to a new connection to ``target``."""
+    end = time.monotonic() + lifetime_s
+    with socket.create_server(listen) as server:
+        server.settimeout(1.0)
         print("ready", flush=True)
-        while True:
-            conn, _ = server.accept()
+        while time.monotonic() < end:
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(None)
             try:
                 upstream = socket.create_connection(target, timeout=READY_TIMEOUT_S)
             except OSError:
@@ -81,8 +92,10 @@ def serve(listen: tuple[str, int], target: tuple[str, int]) -> None:
 
 @contextlib.contextmanager
 def bare_relays(lab: Lab) -> Iterator[None]:
-    """Both relays of every host of ``lab`` running for the ``with`` block."""
+    """Both relays of each host of a two-host ``lab`` running for the ``with`` block."""
     hosts = lab.layout.all_hosts()
+    if len(hosts) != 2:
+        raise PerfplusError("the bare relays are wired for a lab of two hosts")
     procs: list[subprocess.Popen[str]] = []
     try:
         for host in hosts:
@@ -101,9 +114,12 @@ def bare_relays(lab: Lab) -> Iterator[None]:
         deadline = time.monotonic() + READY_TIMEOUT_S
         for proc in procs:
             assert proc.stdout is not None
-            line = proc.stdout.readline()  # "ready", or "" if it died
-            if line.strip() != "ready" or time.monotonic() > deadline:
-                raise RuntimeError("a bare relay did not start (port taken?)")
+            readable, _, _ = select.select([proc.stdout], [], [],
+                                           max(0.0, deadline - time.monotonic()))
+            line = proc.stdout.readline() if readable else ""  # "" too if it died
+            if line.strip() != "ready":
+                raise PerfplusError(f"a bare relay did not start within {READY_TIMEOUT_S:g} s "
+                                    "(its port taken?)")
         yield
     finally:
         for proc in procs:  # nsenter and the relay it forked share the process group
