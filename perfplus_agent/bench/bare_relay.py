@@ -1,17 +1,21 @@
 """The cheapest possible proxy pair, as a yardstick for the daemons' throughput.
 
 ``perfplus bench proxy`` compares the daemons with a direct QEMU-to-QEMU migration. Carrying
-the stream through any proxy pair adds two local TCP hops and two processes that must be
-scheduled on the same CPUs; this module measures what that alone costs here. Each lab host
-runs two relays that move bytes with ``splice(2)`` (kernel to kernel, no copy to user space,
-no parsing, no encryption):
+the stream through any proxy pair adds two local hops and two processes that must be
+scheduled on the same CPUs; this module measures what that alone costs here. The relays move
+bytes with ``splice(2)`` (kernel to kernel, no copy to user space, no parsing, no
+encryption); between the two hosts they talk TCP over the migration network. Towards QEMU:
 
-* an outgoing one on ``127.0.0.1:<port of its host>``, where the source QEMU connects, to the
-  destination host's incoming relay over the migration network;
-* an incoming one on ``0.0.0.0:<port of the peer> + 1``, to the destination QEMU, which
-  listens on ``127.0.0.1:<port of the source host>`` (libvirt takes the port from the URI).
+* TCP (``bare_relays``, running for a whole benchmark): each host has an outgoing relay on
+  ``127.0.0.1:<port of its host>``, where the source QEMU connects, to the peer's incoming
+  relay on ``<port of the source host> + 1``, which connects to the destination QEMU listening
+  on ``127.0.0.1:<port of the source host>`` (libvirt takes the port from the URI);
+* UNIX sockets (``unix_relay_pair``, one migration): QEMU uses the same socket path on both
+  hosts (``unix://`` migration URI): the source's outgoing relay listens there and the
+  destination QEMU does, in its own host.
 
-Run as ``python -m perfplus_agent.bench.bare_relay LISTEN TARGET`` inside a host.
+Run as ``python -m perfplus_agent.bench.bare_relay LISTEN TARGET`` inside a host; an
+endpoint is ``HOST:PORT`` or an absolute socket path.
 """
 
 from __future__ import annotations
@@ -26,25 +30,37 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from perfplus_agent.daemon.sockets import parse_address
 from perfplus_agent.errors import PerfplusError
 from perfplus_agent.lab.hostinit import CLEAN_PATH
 from perfplus_agent.lab.hosts import enter_argv
 from perfplus_agent.lab.lab import Lab
+from perfplus_agent.lab.layout import HostLayout
 
-__all__ = ["BASE_PORT", "bare_relays", "relay_port"]
+__all__ = ["BASE_PORT", "UNIX_SOCKET", "bare_relays", "relay_port", "serve", "unix_relay_pair"]
 
-BASE_PORT = 49650  # below the daemons' proxy ports; one pair of ports per host
+BASE_PORT = 49650  # below the daemons' ports (49690 and up); two ports per host
+UNIX_PORT = BASE_PORT + 20  # the destination's incoming relay of a UNIX-socket pair
+UNIX_SOCKET = "/run/perfplus-bench/migration.sock"  # the same path in every host
 SPLICE_CHUNK = 1 << 20
 READY_TIMEOUT_S = 10.0
 LIFETIME_S = 6 * 3600.0  # an orphaned relay (its benchmark killed) still ends
 
+Endpoint = tuple[int, str | tuple[str, int]]
+
 
 def relay_port(host_index: int) -> int:
     """The port the source QEMU of host ``host_index`` (1-based) migrates to, through the
-    relays; the destination QEMU listens on the same port."""
+    TCP relays; the destination QEMU listens on the same port."""
     return BASE_PORT + 2 * (host_index - 1)
+
+
+def _endpoint(text: str) -> Endpoint:
+    if text.startswith("/"):
+        return socket.AF_UNIX, text
+    return socket.AF_INET, parse_address(text)
 
 
 def _pump(src: socket.socket, dst: socket.socket) -> None:
@@ -66,12 +82,26 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
             dst.shutdown(socket.SHUT_WR)
 
 
-def serve(listen: tuple[str, int], target: tuple[str, int],
-          lifetime_s: float = LIFETIME_S) -> None:
-    """Accept connections for ``lifetime_s`` (the benchmark kills the relay long before);
-    relay each to a new connection to ``target``."""
+def _listen(endpoint: Endpoint) -> socket.socket:
+    family, address = endpoint
+    if family == socket.AF_UNIX:
+        assert isinstance(address, str)
+        Path(address).parent.mkdir(parents=True, exist_ok=True)
+        Path(address).unlink(missing_ok=True)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(address)
+        server.listen(8)
+        return server
+    assert isinstance(address, tuple)
+    return socket.create_server(address)
+
+
+def serve(listen: str, target: str, lifetime_s: float = LIFETIME_S) -> None:
+    """Accept connections on ``listen`` for ``lifetime_s`` (the benchmark kills the relay long
+    before); relay each to a new connection to ``target``."""
     end = time.monotonic() + lifetime_s
-    with socket.create_server(listen) as server:
+    target_family, target_address = _endpoint(target)
+    with _listen(_endpoint(listen)) as server:
         server.settimeout(1.0)
         print("ready", flush=True)
         while time.monotonic() < end:
@@ -80,9 +110,12 @@ def serve(listen: tuple[str, int], target: tuple[str, int],
             except TimeoutError:
                 continue
             conn.settimeout(None)
+            upstream = socket.socket(target_family, socket.SOCK_STREAM)
+            upstream.settimeout(READY_TIMEOUT_S)
             try:
-                upstream = socket.create_connection(target, timeout=READY_TIMEOUT_S)
+                upstream.connect(target_address)
             except OSError:
+                upstream.close()
                 conn.close()
                 continue
             upstream.settimeout(None)
@@ -91,26 +124,15 @@ def serve(listen: tuple[str, int], target: tuple[str, int],
 
 
 @contextlib.contextmanager
-def bare_relays(lab: Lab) -> Iterator[None]:
-    """Both relays of each host of a two-host ``lab`` running for the ``with`` block."""
-    hosts = lab.layout.all_hosts()
-    if len(hosts) != 2:
-        raise PerfplusError("the bare relays are wired for a lab of two hosts")
+def _relays(lab: Lab, plan: list[tuple[HostLayout, str, str]]) -> Iterator[None]:
+    """One relay per (host, listen, target) of ``plan``, all ready, for the ``with`` block."""
     procs: list[subprocess.Popen[str]] = []
     try:
-        for host in hosts:
-            for peer in hosts:
-                if peer == host:
-                    continue
-                out = relay_port(host.index)
-                back = relay_port(peer.index)
-                for listen, target in ((f"127.0.0.1:{out}", f"{peer.mig_addr}:{out + 1}"),
-                                       (f"0.0.0.0:{back + 1}", f"127.0.0.1:{back}")):
-                    argv = [sys.executable, "-m", "perfplus_agent.bench.bare_relay", listen,
-                            target]
-                    procs.append(subprocess.Popen(
-                        enter_argv(lab.init_pid(host), argv), stdout=subprocess.PIPE,
-                        text=True, env={"PATH": CLEAN_PATH}, start_new_session=True))
+        for host, listen, target in plan:
+            argv = [sys.executable, "-m", "perfplus_agent.bench.bare_relay", listen, target]
+            procs.append(subprocess.Popen(
+                enter_argv(lab.init_pid(host), argv), stdout=subprocess.PIPE, text=True,
+                env={"PATH": CLEAN_PATH}, start_new_session=True))
         deadline = time.monotonic() + READY_TIMEOUT_S
         for proc in procs:
             assert proc.stdout is not None
@@ -119,7 +141,7 @@ def bare_relays(lab: Lab) -> Iterator[None]:
             line = proc.stdout.readline() if readable else ""  # "" too if it died
             if line.strip() != "ready":
                 raise PerfplusError(f"a bare relay did not start within {READY_TIMEOUT_S:g} s "
-                                    "(its port taken?)")
+                                    "(its port or socket taken?)")
         yield
     finally:
         for proc in procs:  # nsenter and the relay it forked share the process group
@@ -129,5 +151,35 @@ def bare_relays(lab: Lab) -> Iterator[None]:
             proc.wait(5)
 
 
+@contextlib.contextmanager
+def bare_relays(lab: Lab) -> Iterator[None]:
+    """The TCP relays of both hosts of a two-host ``lab``, for the ``with`` block."""
+    hosts = lab.layout.all_hosts()
+    if len(hosts) != 2:
+        raise PerfplusError("the bare relays are wired for a lab of two hosts")
+    plan = []
+    for host, peer in (hosts, hosts[::-1]):
+        out, back = relay_port(host.index), relay_port(peer.index)
+        plan += [(host, f"127.0.0.1:{out}", f"{peer.mig_addr}:{out + 1}"),
+                 (host, f"0.0.0.0:{back + 1}", f"127.0.0.1:{back}")]
+    with _relays(lab, plan):
+        yield
+
+
+@contextlib.contextmanager
+def unix_relay_pair(lab: Lab, source: HostLayout, dest: HostLayout) -> Iterator[str]:
+    """Relays for one migration from ``source`` to ``dest`` with QEMU on UNIX sockets; yields
+    the migration URI."""
+    dest.path(UNIX_SOCKET).parent.mkdir(parents=True, exist_ok=True)  # QEMU makes the socket
+    dest.path(UNIX_SOCKET).unlink(missing_ok=True)
+    plan = [(source, UNIX_SOCKET, f"{dest.mig_addr}:{UNIX_PORT}"),
+            (dest, f"0.0.0.0:{UNIX_PORT}", UNIX_SOCKET)]
+    try:
+        with _relays(lab, plan):
+            yield f"unix://{UNIX_SOCKET}"
+    finally:
+        source.path(UNIX_SOCKET).unlink(missing_ok=True)
+
+
 if __name__ == "__main__":
-    serve(parse_address(sys.argv[1]), parse_address(sys.argv[2]))
+    serve(sys.argv[1], sys.argv[2])

@@ -33,17 +33,19 @@ from typing import Any
 
 import psutil
 
-from perfplus_agent.bench.bare_relay import bare_relays, relay_port
+from perfplus_agent.bench.bare_relay import bare_relays, relay_port, unix_relay_pair
 from perfplus_agent.bench.daemon_runs import daemon_migrate, in_turns
+from perfplus_agent.daemon.libvirt_migrate import LOOPBACK
 from perfplus_agent.errors import PerfplusError, UsageError
 from perfplus_agent.lab.guests import Guests
 from perfplus_agent.lab.host_procs import daemon_pid
 from perfplus_agent.lab.lab import Lab
 from perfplus_agent.lab.layout import LabLayout
+from perfplus_agent.migration.jobstats import JobStats
 
 __all__ = ["ProxyBench", "ProxyRun", "filled_mib", "format_table", "run_proxy_bench"]
 
-VARIANTS = ("direct", "relay", "daemons")
+VARIANTS = ("direct", "relay", "relay-unix", "daemons")
 TARGET_RATIO = 0.9
 TARGET_MIB_PER_GIB = 5.0
 RSS_SAMPLE_S = 0.02
@@ -98,9 +100,10 @@ class ProxyBench:
                      for v, rs in runs.items()}
             gib = [r.qemu_bytes / 2**30 for r in daemons]
             out[size] = {
-                **{f"{v}_mib_s": round(speed[v], 1) for v in VARIANTS},
+                **{f"{_key(v)}_mib_s": round(speed[v], 1) for v in VARIANTS},
                 "throughput_ratio": round(speed["daemons"] / speed["direct"], 3),
                 "relay_ratio": round(speed["relay"] / speed["direct"], 3),
+                "relay_unix_ratio": round(speed["relay-unix"] / speed["direct"], 3),
                 "daemons_vs_relay": round(speed["daemons"] / speed["relay"], 3),
                 "src_daemon_cpu_s_per_gib": round(statistics.median(
                     r.src_daemon_cpu_s / g for r, g in zip(daemons, gib, strict=True)), 3),
@@ -111,9 +114,9 @@ class ProxyBench:
                 "filter_table_mib": round(daemons[0].filter_table_bytes / 2**20, 2),
             }
             for v, rs in runs.items():
-                out[size][f"{v}_machine_cpu_s_per_gib"] = round(statistics.median(
+                out[size][f"{_key(v)}_machine_cpu_s_per_gib"] = round(statistics.median(
                     r.machine_cpu_s / (r.qemu_bytes / 2**30) for r in rs), 2)
-                out[size][f"{v}_busy_cores"] = round(statistics.median(
+                out[size][f"{_key(v)}_busy_cores"] = round(statistics.median(
                     r.machine_busy_cores for r in rs), 2)
         return out
 
@@ -124,6 +127,7 @@ class ProxyBench:
             largest = max(sizes)
             out["throughput_ratio"] = sizes[largest]["throughput_ratio"]
             out["relay_ratio"] = sizes[largest]["relay_ratio"]
+            out["relay_unix_ratio"] = sizes[largest]["relay_unix_ratio"]
             out["daemons_vs_relay"] = sizes[largest]["daemons_vs_relay"]
             out["throughput_ratio_target"] = TARGET_RATIO
             out["throughput_ratio_met"] = out["throughput_ratio"] >= TARGET_RATIO
@@ -177,6 +181,25 @@ def _machine_busy_s() -> float:
     return sum(t) - t.idle - getattr(t, "iowait", 0.0)
 
 
+def _key(variant: str) -> str:
+    """A variant's name in the figures' keys."""
+    return variant.replace("-", "_")
+
+
+def _migrate_libvirt(guests: Guests, vm: str, run: ProxyRun) -> JobStats:
+    """A migration by libvirt alone: QEMU to QEMU, or through the bare relays."""
+    layout = guests.lab.layout
+    source, target = layout.host_named(run.source), layout.host_named(run.target)
+    if run.variant == "relay-unix":
+        with unix_relay_pair(guests.lab, source, target) as uri:
+            return guests.migrate(vm, run.target, timeout_s=MIGRATION_TIMEOUT_S,
+                                  through=uri).stats
+    through = (f"tcp://{LOOPBACK}:{relay_port(source.index)}" if run.variant == "relay"
+               else None)
+    return guests.migrate(vm, run.target, timeout_s=MIGRATION_TIMEOUT_S,
+                          through=through).stats
+
+
 def _migrate_once(guests: Guests, vm: str, run: ProxyRun) -> None:
     lab = guests.lab
     src_pid = daemon_pid(lab.layout.host_named(run.source))
@@ -187,12 +210,9 @@ def _migrate_once(guests: Guests, vm: str, run: ProxyRun) -> None:
     busy0, wall0 = _machine_busy_s(), time.monotonic()
     rss = _RssPeak(src_pid) if run.variant == "daemons" else None
     try:
-        if run.variant in ("direct", "relay"):
-            port = (relay_port(lab.layout.host_named(run.source).index)
-                    if run.variant == "relay" else None)
+        if run.variant != "daemons":
             try:
-                stats = guests.migrate(vm, run.target, timeout_s=MIGRATION_TIMEOUT_S,
-                                       through_port=port).stats
+                stats = _migrate_libvirt(guests, vm, run)
             except PerfplusError as exc:
                 run.error = str(exc)
                 return
@@ -286,17 +306,18 @@ def _row(r: ProxyRun) -> str:
 def format_table(bench: ProxyBench) -> str:
     """Two tables (throughput and machine CPU per variant; the daemons' own costs), then the
     summary."""
-    head = (f"{'guest':>9} {'direct':>12} {'relay':>12} {'daemons':>12} {'daemons/direct':>15} "
-            f"{'relay/direct':>13} {'daemons/relay':>14}   machine CPU-s/GiB (busy cores)")
+    head = (f"{'guest':>9} {'direct':>12} {'relay':>12} {'relay-unix':>12} {'daemons':>12} "
+            f"{'daemons/direct':>15} {'relay/direct':>13} {'unix/direct':>12} "
+            f"{'daemons/relay':>14}   machine CPU-s/GiB (busy cores)")
     lines = [head, "-" * len(head)]
     sizes = bench.by_size()
     for size, s in sizes.items():
-        cpu = "  ".join(f"{s[f'{v}_machine_cpu_s_per_gib']:.2f} ({s[f'{v}_busy_cores']:.2f})"
-                        for v in VARIANTS)
+        cpu = "  ".join(f"{s[f'{_key(v)}_machine_cpu_s_per_gib']:.2f} "
+                        f"({s[f'{_key(v)}_busy_cores']:.2f})" for v in VARIANTS)
+        speeds = " ".join(f"{s[f'{_key(v)}_mib_s']:7.1f} MiB/s" for v in VARIANTS)
         lines.append(
-            f"{size:5} MiB {s['direct_mib_s']:7.1f} MiB/s {s['relay_mib_s']:7.1f} MiB/s "
-            f"{s['daemons_mib_s']:7.1f} MiB/s {s['throughput_ratio']:15.3f} "
-            f"{s['relay_ratio']:13.3f} {s['daemons_vs_relay']:14.3f}   {cpu}")
+            f"{size:5} MiB {speeds} {s['throughput_ratio']:15.3f} {s['relay_ratio']:13.3f} "
+            f"{s['relay_unix_ratio']:12.3f} {s['daemons_vs_relay']:14.3f}   {cpu}")
     head = (f"{'guest':>9} {'src daemon CPU':>15} {'dst daemon CPU':>15} {'src RSS growth':>15} "
             f"{'tag tables':>11}")
     lines += ["", head, "-" * len(head)]

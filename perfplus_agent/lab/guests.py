@@ -231,12 +231,12 @@ class Guests:
         timeout_s: float = 300.0,
         on_progress: Progress | None = None,
         *,
-        through_port: int | None = None,
+        through: str | None = None,
     ) -> MigrationResult:
-        """Live-migrate ``name`` to host ``to`` over the migration network; with
-        ``through_port``, QEMU's stream goes to ``127.0.0.1:through_port`` on the source and
-        the destination QEMU listens on the same address (a local proxy on each host carries
-        it in between)."""
+        """Live-migrate ``name`` to host ``to`` over the migration network. ``through``: a
+        local proxy's migration URI instead, ``tcp://127.0.0.1:PORT`` or ``unix:///PATH``;
+        the destination QEMU listens on the same address in its own host (a proxy on each
+        host carries the stream in between)."""
         dest = self.layout.host_named(to)
         src = self.where(name)
         if src == dest:
@@ -248,10 +248,11 @@ class Guests:
             check_migratable(dom)
             req = MigrationRequest(dest_uri=dest.peer_uri, migrate_uri=f"tcp://{dest.mig_name}",
                                    bandwidth_mib=bandwidth_mib, timeout_s=timeout_s)
-            if through_port is not None:
+            if through is not None:
+                listen = {libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: LOOPBACK}
                 req = dataclasses.replace(
-                    req, migrate_uri=f"tcp://{LOOPBACK}:{through_port}",
-                    extra_params={libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: LOOPBACK})
+                    req, migrate_uri=through,
+                    extra_params=listen if through.startswith("tcp:") else None)
             return live_migrate(dom, req, dest_conn=dest_conn, on_progress=on_progress)
         finally:
             src_conn.close()

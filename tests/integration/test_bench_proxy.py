@@ -1,5 +1,6 @@
-"""``perfplus bench proxy`` on a small scale, as a user runs it: direct, bare-relay and
-daemon-carried migrations of filled guests, with their memory intact and consistent figures."""
+"""``perfplus bench proxy`` on a small scale, as a user runs it: direct, bare-relay (TCP and
+UNIX sockets to QEMU) and daemon-carried migrations of filled guests, with their memory intact
+and consistent figures."""
 
 import json
 import os
@@ -22,8 +23,8 @@ def test_bench_proxy_compares_daemons_with_direct_migration(tmp_path):
     runs = data["samples"]["runs"]
     assert [(r["memory_mib"], r["variant"], r["warmup"]) for r in runs] == [
         (256, "daemons", True), (256, "direct", False), (256, "relay", False),
-        (256, "daemons", False), (384, "direct", False), (384, "relay", False),
-        (384, "daemons", False)]
+        (256, "relay-unix", False), (256, "daemons", False), (384, "direct", False),
+        (384, "relay", False), (384, "relay-unix", False), (384, "daemons", False)]
     for run in runs:
         assert run["ok"], run["error"]
         assert run["memory_intact"], run
@@ -43,6 +44,7 @@ def test_bench_proxy_compares_daemons_with_direct_migration(tmp_path):
     assert set(summary["by_size"]) == {"256", "384"}
     assert 0 < summary["throughput_ratio"] < 10
     assert 0 < summary["relay_ratio"] < 10 and 0 < summary["daemons_vs_relay"] < 10
+    assert 0 < summary["relay_unix_ratio"] < 10
     for size in summary["by_size"].values():
         assert size["daemons_machine_cpu_s_per_gib"] > 0
         assert size["direct_machine_cpu_s_per_gib"] > 0

@@ -24,6 +24,7 @@ def test_ratios_are_medians_per_size_and_the_largest_size_is_the_headline():
             bench.runs.append(_run(size, "direct", mib_s))
         for mib_s in (400.0, 300.0, 350.0):
             bench.runs.append(_run(size, "relay", mib_s, cpu=4.0))
+            bench.runs.append(_run(size, "relay-unix", mib_s + 60, cpu=3.5))
         for mib_s in (280.0, 320.0, 300.0):
             bench.runs.append(_run(size, "daemons", mib_s, cpu=5.0, rss=rss))
     big = bench.by_size()[4096]
@@ -34,6 +35,9 @@ def test_ratios_are_medians_per_size_and_the_largest_size_is_the_headline():
     assert big["src_daemon_cpu_s_per_gib"] == pytest.approx(1.5)
     assert big["daemons_machine_cpu_s_per_gib"] == pytest.approx(5.0)
     assert big["relay_machine_cpu_s_per_gib"] == pytest.approx(4.0)
+    assert big["relay_unix_mib_s"] == 410
+    assert big["relay_unix_ratio"] == pytest.approx(410 / 600, abs=1e-3)
+    assert big["relay_unix_machine_cpu_s_per_gib"] == pytest.approx(3.5)
     summary = bench.summary()
     assert summary["throughput_ratio"] == pytest.approx(0.5)
     assert summary["throughput_ratio_met"] is False
