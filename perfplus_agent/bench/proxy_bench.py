@@ -10,6 +10,8 @@ back and forth:
 * ``relay``: through a bare relay pair instead (bench/bare_relay.py: ``splice(2)`` in each
   host, no parsing, no encryption): what any proxy pair costs on this machine, a ceiling for
   the daemons;
+* ``relay-unix``: the same relays with QEMU on UNIX sockets instead of loopback TCP (a
+  ``unix://`` migration URI): whether that would make proxies cheaper;
 * ``daemons``: through both hosts' daemons with the filter on: read, parsed, hashed,
   encrypted, decrypted (``perfplus daemon migrate``).
 
