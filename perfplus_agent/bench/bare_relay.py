@@ -4,15 +4,11 @@
 the stream through any proxy pair adds two local hops and two processes that must be
 scheduled on the same CPUs; this module measures what that alone costs here. The relays move
 bytes with ``splice(2)`` (kernel to kernel, no copy to user space, no parsing, no
-encryption); between the two hosts they talk TCP over the migration network. Towards QEMU:
-
-* TCP (``bare_relays``, running for a whole benchmark): each host has an outgoing relay on
-  ``127.0.0.1:<port of its host>``, where the source QEMU connects, to the peer's incoming
-  relay on ``<port of the source host> + 1``, which connects to the destination QEMU listening
-  on ``127.0.0.1:<port of the source host>`` (libvirt takes the port from the URI);
-* UNIX sockets (``unix_relay_pair``, one migration): QEMU uses the same socket path on both
-  hosts (``unix://`` migration URI): the source's outgoing relay listens there and the
-  destination QEMU does, in its own host.
+encryption); between the two hosts they talk TCP over the migration network. For one
+migration (``relay_pair``) the source host runs an outgoing relay where the source QEMU
+connects, and the destination host an incoming one that connects to the destination QEMU,
+which listens on the same address in its own host (libvirt uses one migration URI for both):
+``127.0.0.1:<QEMU_PORT>`` over TCP, or a socket path with QEMU on UNIX sockets (``unix://``).
 
 Run as ``python -m perfplus_agent.bench.bare_relay LISTEN TARGET`` inside a host; an
 endpoint is ``HOST:PORT`` or an absolute socket path.
@@ -39,22 +35,16 @@ from perfplus_agent.lab.hosts import enter_argv
 from perfplus_agent.lab.lab import Lab
 from perfplus_agent.lab.layout import HostLayout
 
-__all__ = ["BASE_PORT", "UNIX_SOCKET", "bare_relays", "relay_port", "serve", "unix_relay_pair"]
+__all__ = ["relay_pair", "serve"]
 
-BASE_PORT = 49650  # below the daemons' ports (49690 and up); two ports per host
-UNIX_PORT = BASE_PORT + 20  # the destination's incoming relay of a UNIX-socket pair
+QEMU_PORT = 49650  # where QEMU connects and listens, in each host (below the daemons' 49690)
+LINK_PORT = 49651  # the destination's incoming relay, on the migration network
 UNIX_SOCKET = "/run/perfplus-bench/migration.sock"  # the same path in every host
 SPLICE_CHUNK = 1 << 20
 READY_TIMEOUT_S = 10.0
 LIFETIME_S = 6 * 3600.0  # an orphaned relay (its benchmark killed) still ends
 
 Endpoint = tuple[int, str | tuple[str, int]]
-
-
-def relay_port(host_index: int) -> int:
-    """The port the source QEMU of host ``host_index`` (1-based) migrates to, through the
-    TCP relays; the destination QEMU listens on the same port."""
-    return BASE_PORT + 2 * (host_index - 1)
 
 
 def _endpoint(text: str) -> Endpoint:
@@ -152,33 +142,24 @@ def _relays(lab: Lab, plan: list[tuple[HostLayout, str, str]]) -> Iterator[None]
 
 
 @contextlib.contextmanager
-def bare_relays(lab: Lab) -> Iterator[None]:
-    """The TCP relays of both hosts of a two-host ``lab``, for the ``with`` block."""
-    hosts = lab.layout.all_hosts()
-    if len(hosts) != 2:
-        raise PerfplusError("the bare relays are wired for a lab of two hosts")
-    plan = []
-    for host, peer in (hosts, hosts[::-1]):
-        out, back = relay_port(host.index), relay_port(peer.index)
-        plan += [(host, f"127.0.0.1:{out}", f"{peer.mig_addr}:{out + 1}"),
-                 (host, f"0.0.0.0:{back + 1}", f"127.0.0.1:{back}")]
-    with _relays(lab, plan):
-        yield
-
-
-@contextlib.contextmanager
-def unix_relay_pair(lab: Lab, source: HostLayout, dest: HostLayout) -> Iterator[str]:
-    """Relays for one migration from ``source`` to ``dest`` with QEMU on UNIX sockets; yields
-    the migration URI."""
-    dest.path(UNIX_SOCKET).parent.mkdir(parents=True, exist_ok=True)  # QEMU makes the socket
-    dest.path(UNIX_SOCKET).unlink(missing_ok=True)
-    plan = [(source, UNIX_SOCKET, f"{dest.mig_addr}:{UNIX_PORT}"),
-            (dest, f"0.0.0.0:{UNIX_PORT}", UNIX_SOCKET)]
+def relay_pair(lab: Lab, source: HostLayout, dest: HostLayout, *,
+               unix: bool = False) -> Iterator[str]:
+    """The relays of one migration from ``source`` to ``dest``, QEMU on loopback TCP or (with
+    ``unix``) on UNIX sockets; yields the migration URI."""
+    if not unix:
+        qemu_side, uri = f"127.0.0.1:{QEMU_PORT}", f"tcp://127.0.0.1:{QEMU_PORT}"
+    else:
+        qemu_side, uri = UNIX_SOCKET, f"unix://{UNIX_SOCKET}"
+        dest.path(UNIX_SOCKET).parent.mkdir(parents=True, exist_ok=True)  # QEMU makes it
+        dest.path(UNIX_SOCKET).unlink(missing_ok=True)
+    plan = [(source, qemu_side, f"{dest.mig_addr}:{LINK_PORT}"),
+            (dest, f"0.0.0.0:{LINK_PORT}", qemu_side)]
     try:
         with _relays(lab, plan):
-            yield f"unix://{UNIX_SOCKET}"
+            yield uri
     finally:
-        source.path(UNIX_SOCKET).unlink(missing_ok=True)
+        if unix:
+            source.path(UNIX_SOCKET).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

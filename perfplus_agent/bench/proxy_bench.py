@@ -35,9 +35,8 @@ from typing import Any
 
 import psutil
 
-from perfplus_agent.bench.bare_relay import bare_relays, relay_port, unix_relay_pair
+from perfplus_agent.bench.bare_relay import relay_pair
 from perfplus_agent.bench.daemon_runs import daemon_migrate, in_turns
-from perfplus_agent.daemon.libvirt_migrate import LOOPBACK
 from perfplus_agent.errors import PerfplusError, UsageError
 from perfplus_agent.lab.guests import Guests
 from perfplus_agent.lab.host_procs import daemon_pid
@@ -189,17 +188,14 @@ def _key(variant: str) -> str:
 
 
 def _migrate_libvirt(guests: Guests, vm: str, run: ProxyRun) -> JobStats:
-    """A migration by libvirt alone: QEMU to QEMU, or through the bare relays."""
+    """A migration by libvirt alone: QEMU to QEMU, or through a bare relay pair."""
+    if run.variant == "direct":
+        return guests.migrate(vm, run.target, timeout_s=MIGRATION_TIMEOUT_S).stats
     layout = guests.lab.layout
-    source, target = layout.host_named(run.source), layout.host_named(run.target)
-    if run.variant == "relay-unix":
-        with unix_relay_pair(guests.lab, source, target) as uri:
-            return guests.migrate(vm, run.target, timeout_s=MIGRATION_TIMEOUT_S,
-                                  through=uri).stats
-    through = (f"tcp://{LOOPBACK}:{relay_port(source.index)}" if run.variant == "relay"
-               else None)
-    return guests.migrate(vm, run.target, timeout_s=MIGRATION_TIMEOUT_S,
-                          through=through).stats
+    with relay_pair(guests.lab, layout.host_named(run.source), layout.host_named(run.target),
+                    unix=run.variant == "relay-unix") as uri:
+        return guests.migrate(vm, run.target, timeout_s=MIGRATION_TIMEOUT_S,
+                              through=uri).stats
 
 
 def _migrate_once(guests: Guests, vm: str, run: ProxyRun) -> None:
@@ -270,19 +266,18 @@ def run_proxy_bench(say: Callable[[str], None], *, memory_mib: tuple[int, ...] =
     lab.up()
     guests = Guests(lab)
     try:
-        with bare_relays(lab):
-            for size in bench.memory_mib:
-                vm = f"bp{size}"
-                fill = filled_mib(size)
-                workload = f"-m {fill} -p -i 0"
-                say(f"{size} MiB guest filling {fill} MiB with random content, then idle")
-                with guests.temporary(vm, "h1", size, workload=workload, say=say):
-                    if not bench.runs:
-                        bench.runs.append(_migrate(guests, vm, size, "daemons", warmup=True))
-                        say(_row(bench.runs[-1]))
-                    for _, variant in in_turns(VARIANTS, rounds):
-                        bench.runs.append(_migrate(guests, vm, size, variant))
-                        say(_row(bench.runs[-1]))
+        for size in bench.memory_mib:
+            vm = f"bp{size}"
+            fill = filled_mib(size)
+            workload = f"-m {fill} -p -i 0"
+            say(f"{size} MiB guest filling {fill} MiB with random content, then idle")
+            with guests.temporary(vm, "h1", size, workload=workload, say=say):
+                if not bench.runs:
+                    bench.runs.append(_migrate(guests, vm, size, "daemons", warmup=True))
+                    say(_row(bench.runs[-1]))
+                for _, variant in in_turns(VARIANTS, rounds):
+                    bench.runs.append(_migrate(guests, vm, size, variant))
+                    say(_row(bench.runs[-1]))
     finally:
         lab.down()
     return bench
