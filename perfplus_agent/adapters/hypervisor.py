@@ -9,7 +9,7 @@ from enum import Enum
 
 import libvirt
 
-from perfplus_agent.adapters.bounded import CallTimeout, call_with_timeout
+from perfplus_agent.bounded import CallTimeout, call_with_timeout
 from perfplus_agent.errors import PerfplusError
 from perfplus_agent.libvirt_conn import LibvirtUnreachable, open_connection
 

@@ -401,6 +401,7 @@ class VirtualDomainAgent:
             dest_uri=self.peer_uri(dest_node), migrate_uri=self.stream_uri(dest_node),
             bandwidth_mib=p.migration_speed, timeout_s=max(1.0, self.deadline.remaining()),
             abort_wait_s=max(1.0, self.deadline.margin_s - self.hv.timeout / 2),
+            call_s=self.hv.timeout,
             flags=flags, extra_params=options.params,
         )
         result = live_migrate(dom, req, dest_conn=dest_conn,

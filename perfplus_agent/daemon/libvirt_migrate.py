@@ -13,7 +13,7 @@ from typing import Any
 
 import libvirt
 
-from perfplus_agent.adapters.bounded import call_with_timeout
+from perfplus_agent.bounded import call_with_timeout
 from perfplus_agent.daemon.protocol import Migrate
 from perfplus_agent.errors import PerfplusError
 from perfplus_agent.libvirt_conn import open_connection

@@ -89,7 +89,7 @@ class ConvergenceController:
     """Feed it job samples; it answers with what to do now (None: nothing)."""
 
     policy: ConvergencePolicy
-    _level: int = -1
+    _level: int = 0  # index of the downtime limit in force
     _best_remaining: int | None = None
     _last_iteration: int = -1
     _stalls: int = 0
@@ -100,11 +100,14 @@ class ConvergenceController:
         self.history.append(decision)
         return decision
 
+    def before_start(self) -> Decision:
+        """The initial downtime limit, set before the migration starts: libvirt lets a
+        running migration's limit change only once QEMU transfers, and a call made earlier
+        waits for the whole migration (or libvirt's 30 s job timeout)."""
+        return self._decide(Decision(Step.SET_DOWNTIME, self.policy.downtime_steps_ms[0],
+                                     "initial downtime limit"))
+
     def observe(self, sample: JobStats) -> Decision | None:
-        if self._level < 0:
-            self._level = 0
-            return self._decide(Decision(Step.SET_DOWNTIME, self.policy.downtime_steps_ms[0],
-                                         "initial downtime limit"))
         if sample.memory_iteration <= self._last_iteration or self._finished:
             return None
         self._last_iteration = sample.memory_iteration
@@ -143,6 +146,10 @@ class StopAndCopyAfter:
     passes: int
     downtime_ms: int = 600_000
     history: list[Decision] = field(default_factory=list)
+
+    def before_start(self) -> None:
+        """Nothing to set before the migration: QEMU's own limit applies until the end."""
+        return None
 
     def observe(self, sample: JobStats) -> Decision | None:
         if self.history or sample.memory_iteration <= self.passes:

@@ -3,11 +3,13 @@
 The migration itself runs in a worker thread (libvirt's call blocks until the end); the
 caller's thread samples the job every ``poll_s`` for progress and aborts the job when the
 deadline passes, so that a migration that cannot finish leaves the guest running on the
-source instead of outliving the caller's own timeout.
+source instead of outliving the caller's own timeout. Every call the watcher makes is bounded
+too: a libvirt call that waits on the migration's job lock must not hold up the deadline.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -15,11 +17,14 @@ from dataclasses import dataclass
 
 import libvirt
 
+from perfplus_agent.bounded import CallTimeout, call_with_timeout
 from perfplus_agent.errors import PerfplusError
 from perfplus_agent.migration.convergence import Controller, Decision, Step
 from perfplus_agent.migration.jobstats import JobStats
 
 __all__ = ["MigrationError", "MigrationRequest", "MigrationResult", "live_migrate"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_FLAGS = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
 # Reading completed-job statistics without KEEP_COMPLETED discards them: keep them for others.
@@ -41,6 +46,7 @@ class MigrationRequest:
     bandwidth_mib: int = 0  # 0: unlimited
     timeout_s: float = 300.0
     abort_wait_s: float = 30.0  # after an abort, how long libvirt may take to return
+    call_s: float = 10.0  # the most any one call of the watcher (statistics, abort) may take
     flags: int = DEFAULT_FLAGS
     extra_params: dict[str, object] | None = None  # more VIR_MIGRATE_PARAM_* entries
     poll_s: float = 0.2
@@ -57,6 +63,7 @@ class MigrationResult:
 
 
 Progress = Callable[[JobStats], None]
+MIN_CALL_S = 1.0  # a watcher's call gets at least this long, even at the deadline
 
 
 def live_migrate(
@@ -87,6 +94,16 @@ def live_migrate(
             outcome["error"] = exc
 
     t0 = time.monotonic()
+    deadline = t0 + req.timeout_s
+
+    def bounded(call: Callable[[], object], what: str) -> object:
+        """``call()`` within ``req.call_s`` and never far past the deadline (CallTimeout)."""
+        limit = min(req.call_s, max(MIN_CALL_S, deadline - time.monotonic()))
+        return call_with_timeout(call, limit, f"libvirt's {what} for {name}")
+
+    first = controller.before_start() if controller else None
+    if first is not None:
+        _apply(first, bounded, dom)
     thread = threading.Thread(target=worker, name=f"migrate/{name}", daemon=True)
     thread.start()
     last = JobStats()
@@ -96,15 +113,16 @@ def live_migrate(
         thread.join(req.poll_s)
         if not thread.is_alive():
             break
-        if time.monotonic() - t0 > req.timeout_s and not aborted:
+        if time.monotonic() > deadline and not aborted:
             aborted = (f"did not finish within {req.timeout_s:.0f} s")
-            _try(dom.abortJob)
+            _attempt(bounded, dom.abortJob, "abort")
         if aborted:
             break
         try:
-            raw = dom.jobStats()
-        except libvirt.libvirtError:
-            continue  # the job may just have ended
+            raw = bounded(dom.jobStats, "job statistics")
+        except (libvirt.libvirtError, CallTimeout):
+            continue  # the job may just have ended, or libvirt is busy: the deadline holds
+        assert isinstance(raw, dict)
         if raw.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE:
             continue
         last = JobStats.from_libvirt(raw)
@@ -113,7 +131,7 @@ def live_migrate(
             on_progress(last)
         decision = controller.observe(last) if controller else None
         if decision is not None:
-            aborted = _apply(dom, decision)
+            aborted = _apply(decision, bounded, dom)
     thread.join(req.abort_wait_s if aborted else None)
     wall = time.monotonic() - t0
     if thread.is_alive():
@@ -140,21 +158,30 @@ def live_migrate(
     return MigrationResult(stats=stats, wall_s=wall, samples=samples, decisions=decisions)
 
 
-def _apply(dom: libvirt.virDomain, decision: Decision) -> str | None:
+Bounded = Callable[[Callable[[], object], str], object]
+
+
+def _apply(decision: Decision, bounded: Bounded, dom: libvirt.virDomain) -> str | None:
     """Carry out a convergence decision; the abort reason when it aborts."""
     if decision.step is Step.SET_DOWNTIME and decision.downtime_ms is not None:
-        _try(lambda: dom.migrateSetMaxDowntime(decision.downtime_ms, 0))
+        ms = decision.downtime_ms
+        _attempt(bounded, lambda: dom.migrateSetMaxDowntime(ms, 0), f"downtime limit {ms} ms")
     elif decision.step is Step.START_POSTCOPY:
-        _try(lambda: dom.migrateStartPostCopy(0))
+        _attempt(bounded, lambda: dom.migrateStartPostCopy(0), "switch to post-copy")
     elif decision.step is Step.ABORT:
-        _try(dom.abortJob)
+        _attempt(bounded, dom.abortJob, "abort")
         return f"did not converge ({decision.reason})"
     return None
 
 
-def _try(call: Callable[[], object]) -> bool:
+def _attempt(bounded: Bounded, call: Callable[[], object], what: str) -> bool:
+    """Make a call of the watcher; a refusal or a call that does not return in time is
+    logged, and the migration goes on under its deadline."""
     try:
-        call()
+        bounded(call, what)
         return True
-    except libvirt.libvirtError:
-        return False
+    except libvirt.libvirtError as exc:
+        log.warning("libvirt refused the %s: %s", what, exc.get_error_message())
+    except CallTimeout as exc:
+        log.warning("%s", exc)
+    return False

@@ -8,9 +8,10 @@ import os
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Mapping
 
-from perfplus_agent.adapters.bounded import waited_s
+from perfplus_agent.bounded import waited_s
 from perfplus_agent.ocf.environment import OcfEnvironment
 from perfplus_agent.ocf.exitcodes import OcfError, OcfExit
 from perfplus_agent.ocf.logging_setup import configure_logging, write_exit_reason
@@ -75,6 +76,7 @@ def _watchdog(env: OcfEnvironment) -> threading.Timer | None:
                   "timeout: a call it made did not return; its outcome is unknown")
         write_exit_reason(reason, env.exit_reason_prefix)
         log.error("%s", reason)
+        log.error("%s was blocked in: %s", env.action, _blocked_in(threading.main_thread()))
         logging.shutdown()
         os._exit(int(OcfExit.ERR_GENERIC))
 
@@ -82,6 +84,17 @@ def _watchdog(env: OcfEnvironment) -> threading.Timer | None:
     timer.daemon = True
     timer.start()
     return timer
+
+
+def _blocked_in(thread: threading.Thread, depth: int = 4) -> str:
+    """Where ``thread`` is now: its innermost frames, innermost first (for the log, so that a
+    call that did not return can be named after the fact)."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    if frame is None:
+        return "(unknown)"
+    frames = traceback.extract_stack(frame)[-depth:]
+    return " <- ".join(f"{f.name} ({os.path.basename(f.filename)}:{f.lineno})"
+                       for f in reversed(frames))
 
 
 def run(argv: list[str], environ: Mapping[str, str] | None = None) -> int:

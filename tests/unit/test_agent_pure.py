@@ -146,7 +146,9 @@ def test_watchdog_ends_a_blocked_action_before_the_timeout_with_a_reason():
         "env = OcfEnvironment.from_environ(['x', 'migrate_to'], "
         "{'OCF_RESKEY_CRM_meta_timeout': '2000'})\n"
         "_watchdog(env)\n"
-        "time.sleep(10)\n"
+        "def stuck_in_a_call():\n"
+        "    time.sleep(10)\n"
+        "stuck_in_a_call()\n"
     )
     t0 = time.monotonic()
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -155,6 +157,7 @@ def test_watchdog_ends_a_blocked_action_before_the_timeout_with_a_reason():
     assert res.returncode == 1
     assert 1.0 < elapsed < 2.0 + 0.5
     assert "ocf-exit-reason:migrate_to gave up" in res.stderr
+    assert "migrate_to was blocked in: stuck_in_a_call" in res.stderr
 
 
 def test_daemon_address_is_the_node_on_the_migration_network():

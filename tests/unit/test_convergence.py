@@ -19,13 +19,17 @@ def sample(iteration, remaining):
 
 
 def feed(ctl, samples):
-    return [d for d in (ctl.observe(s) for s in samples) if d is not None]
+    """Every decision of one migration: the one before it starts, then one per sample."""
+    decided = [ctl.before_start(), *(ctl.observe(s) for s in samples)]
+    return [d for d in decided if d is not None]
 
 
-def test_first_sample_sets_the_initial_downtime():
+def test_initial_downtime_is_set_before_the_migration_starts():
     ctl = ConvergenceController(POLICIES["default"])
-    d = ctl.observe(sample(1, 1000))
+    d = ctl.before_start()
     assert (d.step, d.downtime_ms) == (Step.SET_DOWNTIME, 300)
+    assert ctl.observe(sample(1, 1000)) is None
+    assert ctl.history == [d]
 
 
 def test_converging_migration_is_left_alone():
@@ -69,6 +73,7 @@ def test_unknown_policy():
 
 def test_stop_and_copy_after_raises_the_limit_once_when_the_next_pass_starts():
     c = StopAndCopyAfter(4)
+    assert c.before_start() is None
     assert [c.observe(sample(i, 100)) for i in (1, 2, 3, 4)] == [None] * 4
     d = c.observe(sample(5, 100))
     assert d is not None and d.step is Step.SET_DOWNTIME and d.downtime_ms == 600_000
