@@ -38,6 +38,7 @@ from perfplus_agent.adapters.hypervisor import (
     DomainState,
     Hypervisor,
     HypervisorError,
+    StateReport,
 )
 from perfplus_agent.adapters.migration_daemon import (
     ANSWER_MARGIN_S as DAEMON_ANSWER_MARGIN_S,
@@ -49,6 +50,7 @@ from perfplus_agent.adapters.migration_daemon import (
 from perfplus_agent.adapters.qemu_process import find_qemu, kill_qemu
 from perfplus_agent.agent.deadline import Deadline
 from perfplus_agent.agent.migrate_options import parse_migrate_options
+from perfplus_agent.agent.migration_retry import reason_in_states, reason_not_to_retry
 from perfplus_agent.agent.peers import PeerAnswer, ask_peers
 from perfplus_agent.agent.statefile import StateFile
 from perfplus_agent.agent.uris import (
@@ -331,12 +333,7 @@ class VirtualDomainAgent:
                  cfg.name, holder.node)
         source = Hypervisor(holder.uri, timeout=self.hv.timeout)
         try:
-            dom = source.domain(cfg.name)
-            if dom is None:
-                raise OcfError(OcfExit.ERR_GENERIC,
-                               f"domain {cfg.name} vanished from {holder.node} during start")
-            result = self._live_migrate(dom, source_node=holder.node, dest_node=me,
-                                        dest_conn=self.hv.conn)
+            result = self._migrate_retrying(cfg.name, source, self.hv, holder.node, me)
         except MigrationError as exc:
             raise OcfError(OcfExit.ERR_GENERIC, f"{cfg.name} runs on {holder.node}: {exc}") \
                 from None
@@ -378,6 +375,39 @@ class VirtualDomainAgent:
                            f"{cfg.name} failed: {exc.get_error_message()}") from None
 
     # -- migration -----------------------------------------------------------------------
+    def _migrate_retrying(self, name: str, source: Hypervisor, dest: Hypervisor,
+                          source_node: str, dest_node: str) -> str:
+        """Live-migrate ``name``; a failed try is made again (``migration_retries``) when
+        migration_retry.py finds that safe; the last try's MigrationError otherwise."""
+        retries_left = self.params.migration_retries
+        while True:
+            dom = source.domain(name)
+            if dom is None:
+                raise OcfError(OcfExit.ERR_GENERIC,
+                               f"domain {name} vanished from {source_node} before its migration")
+            try:
+                return self._live_migrate(dom, source_node=source_node, dest_node=dest_node,
+                                          dest_conn=dest.conn)
+            except MigrationError as exc:
+                why_not = (reason_not_to_retry(exc, self.deadline.remaining(), retries_left)
+                           or reason_in_states(self._state_or_none(source, name),
+                                               self._state_or_none(dest, name)))
+                if why_not is not None:
+                    if retries_left > 0:
+                        log.info("not trying the migration of %s again: %s", name, why_not)
+                    raise
+                retries_left -= 1
+                log.warning("%s; %s still runs it and %s has nothing of it: trying again "
+                            "(%.0f s left)", exc, source_node, dest_node,
+                            self.deadline.remaining())
+
+    @staticmethod
+    def _state_or_none(hv: Hypervisor, name: str) -> StateReport | None:
+        try:
+            return hv.state(name)
+        except (*UNREACHABLE, HypervisorError):
+            return None
+
     def _live_migrate(self, dom: libvirt.virDomain, source_node: str, dest_node: str,
                       dest_conn: libvirt.virConnect | None) -> str:
         """Live-migrate ``dom`` from ``source_node`` to ``dest_node``, through the source's
@@ -445,10 +475,7 @@ class VirtualDomainAgent:
                 self._start_resources(dest.conn, cfg)
             if self.params.save_config_on_stop:
                 self._save_config(cfg.name)
-            dom = self.hv.domain(cfg.name)
-            assert dom is not None
-            result = self._live_migrate(dom, source_node=self.local_node(), dest_node=target,
-                                        dest_conn=dest.conn)
+            result = self._migrate_retrying(cfg.name, self.hv, dest, self.local_node(), target)
         except MigrationError as exc:
             raise OcfError(OcfExit.ERR_GENERIC, f"{exc} ({self._state_here(cfg.name)})") \
                 from None

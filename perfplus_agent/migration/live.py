@@ -33,7 +33,12 @@ COMPLETED_KEPT = (libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED
 
 
 class MigrationError(PerfplusError):
-    """The migration failed or was aborted; the guest stays on the source."""
+    """The migration failed or was aborted; the guest stays on the source. ``aborted``: it
+    was ended on purpose (its deadline, or the convergence policy), not by a failure."""
+
+    def __init__(self, message: str, *, aborted: bool = False) -> None:
+        super().__init__(message)
+        self.aborted = aborted
 
 
 @dataclass(frozen=True)
@@ -138,11 +143,12 @@ def live_migrate(
         # libvirt is still busy with the aborted job (e.g. waiting on an unreachable peer):
         # no answer for it any more; the caller reports a failure in time.
         raise MigrationError(f"migration of {name} {aborted} and was aborted; libvirt has "
-                             f"not confirmed the abort within {req.abort_wait_s:.0f} s")
+                             f"not confirmed the abort within {req.abort_wait_s:.0f} s",
+                             aborted=True)
     if aborted and outcome["error"] is not None:
         raise MigrationError(
-            f"migration of {name} {aborted} and was aborted; the guest stays on the source"
-        )
+            f"migration of {name} {aborted} and was aborted; the guest stays on the source",
+            aborted=True)
     if outcome["error"] is not None:
         err = outcome["error"]
         msg = err.get_error_message() if isinstance(err, libvirt.libvirtError) else str(err)

@@ -355,6 +355,18 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "operation time out.",
     ),
     ParamSpec(
+        "migration_retries", "integer", "1",
+        "Tries again of a failed live migration",
+        "How many times a live migration that failed is tried again within the same action "
+        "(migrate_to, or a start that migrates), instead of leaving Pacemaker to stop the "
+        "guest and start it cold. A try is made again only when the guest still runs on the "
+        "source, the destination's libvirt answers and has no active copy of it, the "
+        "migration failed rather than being aborted (its deadline, the convergence policy), "
+        "and at least 5 seconds of the operation's time are left. 0 never tries again.",
+        upstream=False,
+        difference="The upstream agent never tries again.",
+    ),
+    ParamSpec(
         "stop_escalation_margin", "integer", "10",
         "Seconds of the stop timeout kept for destroy",
         "The guest is asked to shut down gracefully until only this many seconds of the stop "
@@ -410,6 +422,7 @@ class VirtualDomainParams:
     perfplus_key_file: str = DEFAULT_KEY_FILE_TEXT
     perfplus_port: int = DAEMON_DEFAULT_PORT
     migration_policy: str = "default"
+    migration_retries: int = 1
     stop_escalation_margin: int = 10  # seconds
 
 
@@ -558,6 +571,7 @@ def parse_params(reskeys: Mapping[str, str]) -> VirtualDomainParams:
         perfplus_key_file=r.text("perfplus_key_file"),
         perfplus_port=_daemon_port(r),
         migration_policy=_policy(r),
+        migration_retries=r.count("migration_retries"),
         stop_escalation_margin=r.count("stop_escalation_margin"),
     )
     _check_conflicts(params)

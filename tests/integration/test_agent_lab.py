@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from perfplus_agent.lab.faults import RunningSampler
 from perfplus_agent.lab.network import set_link_state
 from perfplus_agent.lab.service_probe import ServiceProbe
 from tests.integration.agent_support import (
@@ -71,29 +72,41 @@ def test_start_refuses_when_a_peer_cannot_be_asked(guests, vm):
 
 
 @pytest.mark.slow
-def test_migrate_to_with_destination_qemu_killed_keeps_it_on_the_source(guests, vm):
-    params = {**vm, "migration_speed": "8"}  # MiB/s: the migration takes several seconds
+@pytest.mark.parametrize(("retries", "kills", "lands_on"), [
+    ("0", 1, "h1"),  # no retry: the failed migration leaves the guest on its source
+    ("1", 1, "h2"),  # tried again: a new incoming QEMU takes it, a live move after all
+    ("1", 2, "h1"),  # the second try fails too: still on the source, one copy throughout
+], ids=["no-retry", "retried", "retry-fails"])
+def test_migrate_to_when_the_destination_qemu_dies(guests, vm, retries, kills, lands_on):
+    params = {**vm, "migration_speed": "8", "migration_retries": retries}  # several seconds
     start_booted(guests, "h1", params, "avm")
-    killed = []
+    killed: list[int] = []
 
-    def kill_destination_qemu():
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not killed:
+    def kill_destination_qemus():
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and len(killed) < kills:
             pid = qemu_pid(guests, "h2", "avm")
-            if pid:
+            if pid and pid not in killed:
                 time.sleep(1.0)  # well into the transfer
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
             time.sleep(0.05)
 
-    killer = threading.Thread(target=kill_destination_qemu)
+    killer = threading.Thread(target=kill_destination_qemus)
     killer.start()
-    res = run_agent(guests, "h1", "migrate_to", params, {"migrate_target": "h2"}, timeout_s=60)
-    killer.join(30)
-    assert killed, "the destination QEMU never appeared"
-    assert res.rc == GENERIC
-    assert res.exit_reason and "avm" in res.exit_reason
-    assert where(guests, "avm") == ["h1"]
+    with RunningSampler(guests, "avm") as sampler:
+        res = run_agent(guests, "h1", "migrate_to", params, {"migrate_target": "h2"},
+                        timeout_s=60)
+    killer.join(45)
+    assert len(killed) == kills, "the destination QEMU did not appear as often as expected"
+    assert sampler.max_running == 1, sampler.seen_on
+    assert ("trying again" in res.stderr) is (retries == "1"), res.stderr
+    if lands_on == "h2":
+        assert res.rc == OK, res.stderr
+    else:
+        assert res.rc == GENERIC, res.stderr
+        assert res.exit_reason and "avm" in res.exit_reason
+    assert where(guests, "avm") == [lands_on]
     assert guests.console("avm").command("v", r"^VERIFY") == "VERIFY OK 16384"
 
 

@@ -108,7 +108,10 @@ def _during_migration(guests, action, delay_s: float = 1.0
 
 
 def _migrate_with_fault(guests, pvm, fault, timeout_s: float = 60.0):
-    params = {**pvm, "migration_speed": "8"}  # MiB/s: the migration takes several seconds
+    """migrate_to h1 -> h2 with ``fault`` injected once; no retry (migration_retries=0), so
+    the failure itself shows: the guest stays on h1."""
+    params = {**pvm, "migration_speed": "8",  # MiB/s: the migration takes several seconds
+              "migration_retries": "0"}
     start_booted(guests, "h1", params, "pvm")
     fired, watcher = _during_migration(guests, fault)
     res = run_agent(guests, "h1", "migrate_to", params, {"migrate_target": "h2"},
@@ -125,6 +128,22 @@ def _migrate_with_fault(guests, pvm, fault, timeout_s: float = 60.0):
 
 def test_destination_qemu_killed(guests, pvm):
     _migrate_with_fault(guests, pvm, lambda pid: os.kill(pid, signal.SIGKILL) or pid)
+
+
+def test_destination_qemu_killed_then_tried_again_through_the_daemons(guests, pvm):
+    params = {**pvm, "migration_speed": "8"}  # default migration_retries: 1
+    start_booted(guests, "h1", params, "pvm")
+    fired, watcher = _during_migration(guests, lambda pid: os.kill(pid, signal.SIGKILL) or pid)
+    with RunningSampler(guests, "pvm") as sampler:
+        res = run_agent(guests, "h1", "migrate_to", params, {"migrate_target": "h2"},
+                        timeout_s=60)
+    watcher.join(40)
+    assert fired, "the fault was never injected: no destination QEMU appeared"
+    assert res.rc == 0, res.stderr
+    assert "trying again" in res.stderr and "Perf+" in res.stderr
+    assert sampler.max_running == 1, sampler.seen_on
+    assert where(guests, "pvm") == ["h2"]
+    assert guests.console("pvm").command("v", r"^VERIFY") == "VERIFY OK 16384"
 
 
 @pytest.mark.parametrize("side", ["h1", "h2"], ids=["source-daemon", "destination-daemon"])

@@ -21,7 +21,7 @@ from perfplus_agent.ocf.params import (
 
 UPSTREAM_AGENT = Path("/usr/lib/ocf/resource.d/heartbeat/VirtualDomain")
 OURS = ("peers", "perfplus", "perfplus_key_file", "perfplus_port", "migration_policy",
-        "stop_escalation_margin")
+        "migration_retries", "stop_escalation_margin")
 CONFIG = {"config": "/etc/libvirt/ha/vm1.xml"}
 
 
@@ -84,7 +84,7 @@ def test_only_our_own_parameters_are_not_upstream(upstream_parameters):
 # -- the declaration on its own ----------------------------------------------------------------
 def test_declaration_is_consistent():
     names = [p.name for p in PARAMETERS]
-    assert len(names) == len(set(names)) == 33
+    assert len(names) == len(set(names)) == 34
     assert [p.name for p in PARAMETERS if p.required] == ["config"]
     assert [p.name for p in PARAMETERS if p.unique] == ["config"]
     for p in PARAMETERS:
