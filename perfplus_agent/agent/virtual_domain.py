@@ -389,7 +389,7 @@ class VirtualDomainAgent:
                 return self._live_migrate(dom, source_node=source_node, dest_node=dest_node,
                                           dest_conn=dest.conn)
             except MigrationError as exc:
-                why_not = (reason_not_to_retry(exc, self.deadline.remaining(), retries_left)
+                why_not = (reason_not_to_retry(exc, self._migration_time_left(), retries_left)
                            or reason_in_states(self._state_or_none(source, name),
                                                self._state_or_none(dest, name)))
                 if why_not is not None:
@@ -399,7 +399,12 @@ class VirtualDomainAgent:
                 retries_left -= 1
                 log.warning("%s; %s still runs it and %s has nothing of it: trying again "
                             "(%.0f s left)", exc, source_node, dest_node,
-                            self.deadline.remaining())
+                            self._migration_time_left())
+
+    def _migration_time_left(self) -> float:
+        """What a migration started now would get (the daemon keeps a margin to answer)."""
+        margin = DAEMON_ANSWER_MARGIN_S if self.params.perfplus else 0.0
+        return self.deadline.remaining() - margin
 
     @staticmethod
     def _state_or_none(hv: Hypervisor, name: str) -> StateReport | None:
@@ -449,7 +454,7 @@ class VirtualDomainAgent:
                 domain=name, dest_node=dest_node,
                 dest_address=daemon_address(dest_node, suffix, p.perfplus_port),
                 dest_uri=self.peer_uri(dest_node),
-                timeout_s=max(1.0, self.deadline.remaining() - DAEMON_ANSWER_MARGIN_S),
+                timeout_s=max(1.0, self._migration_time_left()),
                 bandwidth_mib=p.migration_speed)
         except DaemonMigrationError as exc:
             raise MigrationError(str(exc)) from None

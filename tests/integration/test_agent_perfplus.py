@@ -134,9 +134,9 @@ def test_destination_qemu_killed_then_tried_again_through_the_daemons(guests, pv
     params = {**pvm, "migration_speed": "8"}  # default migration_retries: 1
     start_booted(guests, "h1", params, "pvm")
     fired, watcher = _during_migration(guests, lambda pid: os.kill(pid, signal.SIGKILL) or pid)
-    with RunningSampler(guests, "pvm") as sampler:
+    with RunningSampler(guests, "pvm") as sampler:  # the daemon keeps 30 s for its answer
         res = run_agent(guests, "h1", "migrate_to", params, {"migrate_target": "h2"},
-                        timeout_s=60)
+                        timeout_s=90)
     watcher.join(40)
     assert fired, "the fault was never injected: no destination QEMU appeared"
     assert res.rc == 0, res.stderr
