@@ -390,8 +390,11 @@ class VirtualDomainAgent:
                                           dest_conn=dest.conn)
             except MigrationError as exc:
                 why_not = (reason_not_to_retry(exc, self._migration_time_left(), retries_left)
-                           or reason_in_states(self._state_or_none(source, name),
-                                               self._state_or_none(dest, name)))
+                           or reason_in_states(self._state_after_failure(source, name),
+                                               self._state_after_failure(dest, name))
+                           # again: asking may have waited for a restarting libvirtd
+                           or reason_not_to_retry(exc, self._migration_time_left(),
+                                                  retries_left))
                 if why_not is not None:
                     if retries_left > 0:
                         log.info("not trying the migration of %s again: %s", name, why_not)
@@ -406,10 +409,14 @@ class VirtualDomainAgent:
         margin = DAEMON_ANSWER_MARGIN_S if self.params.perfplus else 0.0
         return self.deadline.remaining() - margin
 
-    @staticmethod
-    def _state_or_none(hv: Hypervisor, name: str) -> StateReport | None:
+    def _state_after_failure(self, hv: Hypervisor, name: str) -> StateReport | None:
+        """The domain's state there after a failed try, None when libvirt does not answer.
+        The connection is opened afresh (a libvirtd that died with the migration leaves a
+        dead one) and a libvirtd that is not there is asked again for a while (it may be
+        restarting)."""
+        hv.close()
         try:
-            return hv.state(name)
+            return self._patiently(lambda: hv.state(name), f"libvirt at {hv.uri}")
         except (*UNREACHABLE, HypervisorError):
             return None
 

@@ -111,6 +111,40 @@ def test_migrate_to_when_the_destination_qemu_dies(guests, vm, retries, kills, l
 
 
 @pytest.mark.slow
+def test_migrate_to_tries_again_once_the_destination_libvirtd_is_back(guests, vm):
+    """libvirtd of the destination killed mid-migration and started again 2 s later (as
+    systemd would): its incoming QEMU is gone with the job, so one more try moves the guest."""
+    params = {**vm, "migration_speed": "8"}  # MiB/s: the migration takes several seconds
+    start_booted(guests, "h1", params, "avm")
+    killed: list[int] = []
+
+    def kill_and_restart_libvirtd():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not qemu_pid(guests, "h2", "avm"):
+            time.sleep(0.05)
+        time.sleep(1.0)  # well into the transfer
+        pid = daemon_pid(guests, "h2", "libvirtd")
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            time.sleep(2.0)
+            restart_libvirtd(guests, "h2")
+
+    killer = threading.Thread(target=kill_and_restart_libvirtd)
+    killer.start()
+    with RunningSampler(guests, "avm") as sampler:
+        res = run_agent(guests, "h1", "migrate_to", params, {"migrate_target": "h2"},
+                        timeout_s=90)
+    killer.join(60)
+    assert killed, "libvirtd of the destination was never killed"
+    assert res.rc == OK, res.stderr
+    assert "trying again" in res.stderr
+    assert sampler.max_running == 1, sampler.seen_on
+    assert where(guests, "avm") == ["h2"]
+    assert guests.console("avm").command("v", r"^VERIFY") == "VERIFY OK 16384"
+
+
+@pytest.mark.slow
 def test_migration_that_cannot_converge_is_aborted_before_the_timeout(guests, tmp_path):
     params = domain_config(guests, "busy", tmp_path, workload="-m 96 -r 0 -s 0 -i 1")
     params.update({"migration_speed": "2", "migration_policy": "strict"})
