@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import libvirt
 
@@ -127,7 +128,7 @@ def live_migrate(
             raw = bounded(dom.jobStats, "job statistics")
         except (libvirt.libvirtError, CallTimeout):
             continue  # the job may just have ended, or libvirt is busy: the deadline holds
-        assert isinstance(raw, dict)
+        raw = cast(dict, raw)
         if raw.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE:
             continue
         last = JobStats.from_libvirt(raw)
@@ -180,14 +181,12 @@ def _apply(decision: Decision, bounded: Bounded, dom: libvirt.virDomain) -> str 
     return None
 
 
-def _attempt(bounded: Bounded, call: Callable[[], object], what: str) -> bool:
+def _attempt(bounded: Bounded, call: Callable[[], object], what: str) -> None:
     """Make a call of the watcher; a refusal or a call that does not return in time is
     logged, and the migration goes on under its deadline."""
     try:
         bounded(call, what)
-        return True
     except libvirt.libvirtError as exc:
         log.warning("libvirt refused the %s: %s", what, exc.get_error_message())
     except CallTimeout as exc:
         log.warning("%s", exc)
-    return False

@@ -71,6 +71,18 @@ def test_start_refuses_when_a_peer_cannot_be_asked(guests, vm):
     assert res.seconds < 20
 
 
+def _migrate_to_h2_beside(guests, params, fault, timeout_s: float):
+    """migrate_to of 'avm' from h1 to h2 with ``fault`` running in a thread beside it (it
+    waits for its moment itself), the running copies sampled throughout."""
+    thread = threading.Thread(target=fault)
+    thread.start()
+    with RunningSampler(guests, "avm") as sampler:
+        res = run_agent(guests, "h1", "migrate_to", params, {"migrate_target": "h2"},
+                        timeout_s=timeout_s)
+    thread.join(60)
+    return res, sampler
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("retries", "kills", "lands_on"), [
     ("0", 1, "h1"),  # no retry: the failed migration leaves the guest on its source
@@ -92,12 +104,7 @@ def test_migrate_to_when_the_destination_qemu_dies(guests, vm, retries, kills, l
                 killed.append(pid)
             time.sleep(0.05)
 
-    killer = threading.Thread(target=kill_destination_qemus)
-    killer.start()
-    with RunningSampler(guests, "avm") as sampler:
-        res = run_agent(guests, "h1", "migrate_to", params, {"migrate_target": "h2"},
-                        timeout_s=60)
-    killer.join(45)
+    res, sampler = _migrate_to_h2_beside(guests, params, kill_destination_qemus, timeout_s=60)
     assert len(killed) == kills, "the destination QEMU did not appear as often as expected"
     assert sampler.max_running == 1, sampler.seen_on
     assert ("trying again" in res.stderr) is (retries == "1"), res.stderr
@@ -130,12 +137,8 @@ def test_migrate_to_tries_again_once_the_destination_libvirtd_is_back(guests, vm
             time.sleep(2.0)
             restart_libvirtd(guests, "h2")
 
-    killer = threading.Thread(target=kill_and_restart_libvirtd)
-    killer.start()
-    with RunningSampler(guests, "avm") as sampler:
-        res = run_agent(guests, "h1", "migrate_to", params, {"migrate_target": "h2"},
-                        timeout_s=90)
-    killer.join(60)
+    res, sampler = _migrate_to_h2_beside(guests, params, kill_and_restart_libvirtd,
+                                         timeout_s=90)
     assert killed, "libvirtd of the destination was never killed"
     assert res.rc == OK, res.stderr
     assert "trying again" in res.stderr
